@@ -1,0 +1,81 @@
+/**
+ * A complete Shoal config: every option with its default, and one open demo service.
+ * Run it with `npm start` (or `bun run main.ts -c config.example.ts`, `deno run -A main.ts -c config.example.ts`).
+ *
+ * A config module's default export is a plain object. `import type` keeps it loadable by the compiled binary,
+ * which has no `src/` beside it; `defineConfig` from `./src/config.ts` gives the same types where the source is.
+ */
+import type { ConfigInput } from "./src/config.ts";
+
+export default {
+  ws: {
+    host: "127.0.0.1",
+    port: 9000,
+    // Server WebSocket pings every `interval` seconds; no pong within `timeout` closes the connection (1000).
+    // `interval: 0` turns pings off.
+    ping: { interval: 15, timeout: 15 },
+    // Larger incoming frames close the connection with 1009.
+    maxMessageBytes: 1048576,
+    // Events waiting behind a slow one (ping is always answered at once); more closes with 1008.
+    maxPendingEvents: 1000,
+    // Outgoing bytes a client may leave unread before it is closed as a slow consumer (1013).
+    maxBufferedBytes: 8388608,
+    // tls: { cert: "/etc/shoal/cert.pem", key: "/etc/shoal/key.pem" },
+  },
+
+  // Every call to a service: seconds per attempt, attempts, seconds between attempts, and the headers that
+  // say how long to wait after a 429 (first one present wins; capped at 3600 s).
+  http: {
+    timeout: 15,
+    tries: 3,
+    wait: 3,
+    rateLimitResetHeaderNames: ["X-Rate-Limit-Reset"],
+    // caFile: "/etc/shoal/services-ca.pem",
+  },
+
+  // Ticket authentication: `{"event":"auth","ticket":T}` is POSTed as `{"ticket":T}` to validationUrl; the
+  // listed fields of a `{"status":"ok",...}` answer become the session's identity.
+  authentication: {
+    // ticket: { validationUrl: "http://auth-service/auth/ticket/", authFields: ["session_id", "user_id"] },
+  },
+
+  services: {
+    // `demo.<anything>`: anyone may subscribe, no callbacks. Try it with POST /publish (see README).
+    demo: {
+      requireAuthentication: false,
+      extraFields: [],
+      filterFields: [],
+    },
+    // A service with every option, commented out:
+    // books: {
+    //   requireAuthentication: true,
+    //   authorizer: "http://books/authorize/",
+    //   authorizerFields: ["capabilities"],
+    //   authorizationRenewalPeriod: 60,
+    //   authorizationRenewalJitter: 10,
+    //   extraFields: ["book_version"],
+    //   filterFields: ["user_id", "book_version"],
+    //   beforeSubscribe: "http://books/before_subscribe/",
+    //   onSubscribe: "http://books/on_subscribe/",
+    //   onMessage: "http://books/on_message/",
+    //   beforeUnsubscribe: "http://books/before_unsubscribe/",
+    //   onUnsubscribe: "http://books/on_unsubscribe/",
+    //   onAuthorizationChange: "http://books/on_authorization_change/",
+    //   heartbeatPeriod: 30,
+    //   onHeartbeat: "http://books/heartbeat/",
+    // },
+  },
+
+  // Where published messages come from. "memory" keeps everything in this process (feed it with POST /publish).
+  broker: { kind: "memory" },
+
+  // POST /publish takes the same JSON a service would PUBLISH to Redis, with `Authorization: Bearer <token>`.
+  // Without a token the endpoint is disabled.
+  publish: { token: "change-me", maxBodyBytes: 1048576 },
+
+  // level: trace | debug | info | warning | error | fatal; format: auto (logfmt on a terminal, else JSON lines) | json | pretty
+  log: { level: "info", format: "auto" },
+
+  // Seconds to wait for sessions' unsubscribe callbacks at shutdown before exiting anyway.
+  shutdown: { drainTimeout: 10 },
+} satisfies ConfigInput;

@@ -1,0 +1,151 @@
+/**
+ * Shoal's composition root: arguments → config → broker → router → app → runtime.serve(), and signals.
+ * Runs under `deno run -A main.ts` and `bun run main.ts`, and as a `bun build --compile` binary.
+ */
+import { getLogger } from "@logtape/logtape";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import process from "node:process";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { createBroker } from "./src/broker/create_broker.ts";
+import { type Config, ConfigError, parseConfig } from "./src/config.ts";
+import { Router } from "./src/core/router.ts";
+import { setupLogging } from "./src/log.ts";
+import type { Runtime } from "./src/runtime/runtime.ts";
+import { createApp } from "./src/server/app.ts";
+
+export const VERSION = "0.1.0";
+
+const USAGE = `Usage: shoal [options]
+
+A WebSocket message router, wire-compatible with SocketShark.
+
+Options:
+  -c, --config PATH   config module (default: ./config.ts if present, else ./config.example.ts)
+      --host HOST     listen address (overrides ws.host)
+      --port PORT     listen port (overrides ws.port; 0 picks a free one)
+      --check         validate the config, print a summary and exit (0 valid, 1 invalid)
+  -h, --help          show this help
+  -v, --version       show the version
+`;
+
+async function loadRuntime(): Promise<Runtime> {
+  // The only runtime sniffing in Shoal; each adapter is imported lazily so the other is never evaluated.
+  if ("Deno" in globalThis) return (await import("./src/runtime/deno.ts")).runtime;
+  return (await import("./src/runtime/bun.ts")).runtime;
+}
+
+function parseCli(argv: string[]) {
+  try {
+    return parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: "string", short: "c" },
+        host: { type: "string" },
+        port: { type: "string" },
+        check: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+        version: { type: "boolean", short: "v", default: false },
+      },
+    }).values;
+  } catch (error) {
+    process.stderr.write(`shoal: ${(error as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+/** Import a config module and validate its default export (a plain object, or `defineConfig({...})`). */
+async function loadConfig(path: string): Promise<Config> {
+  const module = await import(pathToFileURL(resolve(path)).href);
+  const exported = module.default ?? module.config;
+  if (exported === undefined) throw new ConfigError([`${path} has no default export`]);
+  return parseConfig(exported);
+}
+
+function defaultConfigPath(): string {
+  return existsSync("config.ts") ? "config.ts" : "config.example.ts";
+}
+
+function summary(config: Config, path: string): string {
+  const services = Object.keys(config.services);
+  return [
+    `config ${path} is valid`,
+    `  listen      ${config.ws.tls ? "wss" : "ws"}://${config.ws.host}:${config.ws.port}`,
+    `  broker      ${config.broker.kind}`,
+    `  auth        ${config.authentication.ticket ? "ticket" : "none"}`,
+    `  services    ${services.length ? services.join(", ") : "(none)"}`,
+    `  publish API ${config.publish.token ? "enabled" : "disabled"}`,
+  ].join("\n") + "\n";
+}
+
+async function main(): Promise<void> {
+  const args = parseCli(process.argv.slice(2));
+  if (args.help) return void process.stdout.write(USAGE);
+  if (args.version) return void process.stdout.write(`shoal ${VERSION}\n`);
+
+  const path = args.config ?? defaultConfigPath();
+  let config: Config;
+  try {
+    config = await loadConfig(path);
+    if (args.host !== undefined) config = { ...config, ws: { ...config.ws, host: args.host } };
+    if (args.port !== undefined) {
+      const port = Number(args.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError([`--port: not a port: ${args.port}`]);
+      config = { ...config, ws: { ...config.ws, port } };
+    }
+  } catch (error) {
+    const message = error instanceof ConfigError ? error.message : `cannot load config ${path}: ${error}`;
+    process.stderr.write(`shoal: ${message}\n`);
+    process.exit(1);
+  }
+  if (args.check) return void process.stdout.write(summary(config, path));
+
+  const runtime = await loadRuntime();
+  await setupLogging(config.log);
+  const log = getLogger(["shoal"]);
+
+  const fetch = config.http.caFile ? runtime.fetchWithCa(await runtime.readTextFile(config.http.caFile)) : undefined;
+  const router = new Router({ config, broker: createBroker(config.broker), fetch });
+  try {
+    await router.start();
+  } catch (error) {
+    log.fatal("could not connect to the broker", { error: String(error) });
+    process.exitCode = 1;
+    return;
+  }
+
+  const tls = config.ws.tls
+    ? { cert: await runtime.readTextFile(config.ws.tls.cert), key: await runtime.readTextFile(config.ws.tls.key) }
+    : undefined;
+  const app = createApp({ router, upgradeWebSocket: runtime.upgradeWebSocket });
+  const listener = runtime.serve(app, {
+    host: config.ws.host,
+    port: config.ws.port,
+    tls,
+    maxMessageBytes: config.ws.maxMessageBytes,
+  });
+  log.info("shoal ready", {
+    host: config.ws.host,
+    port: listener.port,
+    secure: tls !== undefined,
+    runtime: runtime.name,
+    version: VERSION,
+  });
+
+  let signals = 0;
+  runtime.onSignal(async (signal) => {
+    if (++signals > 1) {
+      log.warn("second signal; exiting at once", { signal });
+      runtime.exit(1);
+    }
+    log.info("stop requested", { signal });
+    await listener.stop();
+    await router.shutdown();
+    runtime.exit(0);
+  });
+}
+
+await main();

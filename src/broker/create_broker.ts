@@ -1,0 +1,11 @@
+import type { BrokerConfig } from "../config.ts";
+import type { Broker } from "./broker.ts";
+import { MemoryBroker } from "./memory_broker.ts";
+
+/** The broker a config names. */
+export function createBroker(config: BrokerConfig): Broker {
+  switch (config.kind) {
+    case "memory":
+      return new MemoryBroker();
+  }
+}

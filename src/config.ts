@@ -1,0 +1,195 @@
+import * as v from "valibot";
+
+/**
+ * Every default in one place. Durations are in seconds and sizes in bytes, as in SocketShark's config.
+ */
+export const DEFAULTS = {
+  ws: {
+    host: "127.0.0.1",
+    port: 9000,
+    ping: { interval: 15, timeout: 15 },
+    maxMessageBytes: 1024 * 1024,
+    maxPendingEvents: 1000,
+    maxBufferedBytes: 8 * 1024 * 1024,
+  },
+  http: {
+    timeout: 15,
+    tries: 3,
+    wait: 3,
+    rateLimitResetHeaderNames: ["X-Rate-Limit-Reset"],
+  },
+  service: {
+    requireAuthentication: true,
+    authorizationRenewalJitter: 0,
+  },
+  publish: { maxBodyBytes: 1024 * 1024 },
+  log: { level: "info", format: "auto" },
+  shutdown: { drainTimeout: 10 },
+} as const;
+
+/** Keys of client and published messages that an extra or filter field must not overwrite (decision 10). */
+export const RESERVED_FIELDS: readonly string[] = ["event", "status", "error", "data", "subscription", "options"];
+
+const seconds = (what: string) => v.pipe(v.number(`${what} must be a number of seconds`), v.finite(), v.minValue(0));
+const positiveSeconds = (what: string) =>
+  v.pipe(v.number(`${what} must be a number of seconds`), v.finite(), v.gtValue(0, `${what} must be above 0`));
+const bytes = (what: string) => v.pipe(v.number(`${what} must be a number of bytes`), v.integer(), v.minValue(1));
+const url = (what: string) =>
+  v.pipe(v.string(`${what} must be a URL string`), v.url(`${what} must be an absolute URL`));
+const fieldList = (what: string) =>
+  v.pipe(
+    v.array(v.string(), `${what} must be a list of field names`),
+    v.check(
+      (names) => !names.some((n) => RESERVED_FIELDS.includes(n)),
+      `${what} must not name a protocol key (${RESERVED_FIELDS.join(", ")})`,
+    ),
+  );
+
+const ServiceSchema = v.pipe(
+  v.strictObject({
+    requireAuthentication: v.optional(v.boolean(), DEFAULTS.service.requireAuthentication),
+    authorizer: v.optional(url("authorizer")),
+    authorizerFields: v.optional(v.array(v.string()), []),
+    authorizationRenewalPeriod: v.optional(positiveSeconds("authorizationRenewalPeriod")),
+    authorizationRenewalJitter: v.optional(seconds("authorizationRenewalJitter"), DEFAULTS.service.authorizationRenewalJitter),
+    extraFields: v.optional(fieldList("extraFields"), []),
+    filterFields: v.optional(fieldList("filterFields"), []),
+    beforeSubscribe: v.optional(url("beforeSubscribe")),
+    onSubscribe: v.optional(url("onSubscribe")),
+    onMessage: v.optional(url("onMessage")),
+    beforeUnsubscribe: v.optional(url("beforeUnsubscribe")),
+    onUnsubscribe: v.optional(url("onUnsubscribe")),
+    onAuthorizationChange: v.optional(url("onAuthorizationChange")),
+    heartbeatPeriod: v.optional(positiveSeconds("heartbeatPeriod")),
+    onHeartbeat: v.optional(url("onHeartbeat")),
+  }),
+  v.check(
+    (s) => s.authorizationRenewalPeriod === undefined || s.authorizer !== undefined,
+    "authorizationRenewalPeriod needs an authorizer",
+  ),
+  v.check(
+    (s) => (s.heartbeatPeriod === undefined) === (s.onHeartbeat === undefined),
+    "heartbeatPeriod and onHeartbeat go together",
+  ),
+);
+
+const MemoryBrokerSchema = v.strictObject({ kind: v.literal("memory") });
+
+const ConfigSchema = v.strictObject({
+  ws: v.optional(
+    v.strictObject({
+      host: v.optional(v.string(), DEFAULTS.ws.host),
+      port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)), DEFAULTS.ws.port),
+      ping: v.optional(
+        v.strictObject({
+          interval: v.optional(seconds("ws.ping.interval"), DEFAULTS.ws.ping.interval),
+          timeout: v.optional(positiveSeconds("ws.ping.timeout"), DEFAULTS.ws.ping.timeout),
+        }),
+        {},
+      ),
+      maxMessageBytes: v.optional(bytes("ws.maxMessageBytes"), DEFAULTS.ws.maxMessageBytes),
+      maxPendingEvents: v.optional(bytes("ws.maxPendingEvents"), DEFAULTS.ws.maxPendingEvents),
+      maxBufferedBytes: v.optional(bytes("ws.maxBufferedBytes"), DEFAULTS.ws.maxBufferedBytes),
+      tls: v.optional(v.strictObject({ cert: v.string(), key: v.string() })),
+    }),
+    {},
+  ),
+  http: v.optional(
+    v.strictObject({
+      timeout: v.optional(positiveSeconds("http.timeout"), DEFAULTS.http.timeout),
+      tries: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), DEFAULTS.http.tries),
+      wait: v.optional(seconds("http.wait"), DEFAULTS.http.wait),
+      rateLimitResetHeaderNames: v.optional(v.array(v.string()), [...DEFAULTS.http.rateLimitResetHeaderNames]),
+      caFile: v.optional(v.string()),
+    }),
+    {},
+  ),
+  authentication: v.optional(
+    v.strictObject({
+      ticket: v.optional(
+        v.strictObject({
+          validationUrl: url("validationUrl"),
+          authFields: v.optional(v.array(v.string()), []),
+        }),
+      ),
+    }),
+    {},
+  ),
+  services: v.optional(
+    v.pipe(
+      v.record(v.string(), ServiceSchema),
+      v.check(
+        (services) => Object.keys(services).every((name) => name !== "" && !name.includes(".")),
+        "service names must be non-empty and contain no '.' (a subscription is split at its first '.')",
+      ),
+    ),
+    {},
+  ),
+  broker: v.optional(v.variant("kind", [MemoryBrokerSchema]), { kind: "memory" }),
+  publish: v.optional(
+    v.strictObject({
+      token: v.optional(v.pipe(v.string(), v.minLength(1, "publish.token must not be empty"))),
+      maxBodyBytes: v.optional(bytes("publish.maxBodyBytes"), DEFAULTS.publish.maxBodyBytes),
+    }),
+    {},
+  ),
+  log: v.optional(
+    v.strictObject({
+      level: v.optional(v.picklist(["trace", "debug", "info", "warning", "error", "fatal"]), DEFAULTS.log.level),
+      format: v.optional(v.picklist(["auto", "json", "pretty"]), DEFAULTS.log.format),
+    }),
+    {},
+  ),
+  metrics: v.optional(
+    v.strictObject({
+      prometheus: v.optional(
+        v.strictObject({
+          host: v.optional(v.string()),
+          port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))),
+          prefix: v.optional(v.string()),
+        }),
+      ),
+      log: v.optional(v.strictObject({})),
+    }),
+    {},
+  ),
+  shutdown: v.optional(
+    v.strictObject({ drainTimeout: v.optional(seconds("shutdown.drainTimeout"), DEFAULTS.shutdown.drainTimeout) }),
+    {},
+  ),
+});
+
+/** What a config module exports: every key optional, durations in seconds. */
+export type ConfigInput = v.InferInput<typeof ConfigSchema>;
+/** The parsed config, defaults filled in. */
+export type Config = v.InferOutput<typeof ConfigSchema>;
+export type ServiceConfig = v.InferOutput<typeof ServiceSchema>;
+export type BrokerConfig = Config["broker"];
+
+/** Types a config module's default export; it returns its argument unchanged. */
+export function defineConfig(config: ConfigInput): ConfigInput {
+  return config;
+}
+
+/** Thrown by `parseConfig` with one line per problem, each naming its key. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid config:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+/** Validate a config at start-up, filling in defaults. Throws `ConfigError` naming each bad key. */
+export function parseConfig(input: unknown): Config {
+  const result = v.safeParse(ConfigSchema, input ?? {});
+  if (result.success) return result.output;
+  throw new ConfigError(result.issues.map(describeIssue));
+}
+
+function describeIssue(issue: v.BaseIssue<unknown>): string {
+  const path = issue.path?.map((item) => String(item.key)).join(".") ?? "";
+  const message = issue.message.replace(/^Invalid key: Expected never but received /, "unknown key, got ");
+  return path ? `${path}: ${message}` : message;
+}

@@ -1,0 +1,91 @@
+import type { MessageOptions } from "../protocol/broker_message.ts";
+import type { Clock } from "./clock.ts";
+
+/** Why a message was not delivered now: for logs and the `filtered` metric. */
+export type Verdict = "deliver" | "order" | "throttle";
+
+interface ThrottleState {
+  lastSent: number;
+  pending: unknown;
+  hasPending: boolean;
+  timer: unknown;
+}
+
+/**
+ * One subscription's out-of-order and throttle state (SocketShark §5). Order: per `order_key`, only a value
+ * strictly greater than the last accepted one passes. Throttle: per `throttle_key`, the first message goes out at
+ * once; inside the window the latest message waits and is sent when the window closes.
+ */
+export class Delivery<M> {
+  readonly #clock: Clock;
+  readonly #sendLater: (message: M) => void;
+  readonly #orders = new Map<string, number>();
+  readonly #throttles = new Map<string, ThrottleState>();
+  #closed = false;
+
+  /** `sendLater` sends a message held by the throttle when its window ends. */
+  constructor(clock: Clock, sendLater: (message: M) => void) {
+    this.#clock = clock;
+    this.#sendLater = sendLater;
+  }
+
+  /** Decide about one message; `"deliver"` means send it now. Order state advances even if the throttle holds it. */
+  offer(message: M, options: MessageOptions): Verdict {
+    if (this.#closed) return "throttle";
+    if (options.order !== undefined) {
+      const last = this.#orders.get(options.orderKey);
+      if (last !== undefined && options.order <= last) return "order";
+      this.#orders.set(options.orderKey, options.order);
+    }
+    if (options.throttle !== undefined) {
+      const key = options.throttleKey;
+      const now = this.#clock.now();
+      const state = this.#throttles.get(key);
+      if (state) {
+        if (state.timer !== undefined) {
+          state.pending = message;
+          state.hasPending = true;
+          return "throttle";
+        }
+        const windowMs = options.throttle * 1000;
+        if (now - state.lastSent < windowMs) {
+          state.pending = message;
+          state.hasPending = true;
+          state.timer = this.#clock.setTimeout(() => this.#flush(key), state.lastSent + windowMs - now);
+          return "throttle";
+        }
+      }
+      this.#throttles.set(key, { lastSent: now, pending: undefined, hasPending: false, timer: undefined });
+    }
+    return "deliver";
+  }
+
+  #flush(key: string): void {
+    const state = this.#throttles.get(key);
+    if (!state || this.#closed) return;
+    state.timer = undefined;
+    if (!state.hasPending) return;
+    const message = state.pending as M;
+    state.pending = undefined;
+    state.hasPending = false;
+    state.lastSent = this.#clock.now();
+    this.#sendLater(message);
+  }
+
+  /** Timers currently scheduled, for leak checks. */
+  get pendingTimers(): number {
+    let n = 0;
+    for (const state of this.#throttles.values()) if (state.timer !== undefined) n++;
+    return n;
+  }
+
+  /** Cancel every held message and timer; later offers are refused. */
+  close(): void {
+    this.#closed = true;
+    for (const state of this.#throttles.values()) {
+      if (state.timer !== undefined) this.#clock.clearTimeout(state.timer);
+    }
+    this.#throttles.clear();
+    this.#orders.clear();
+  }
+}

@@ -1,0 +1,167 @@
+import type { ServiceConfig } from "../config.ts";
+import { readOptions } from "../protocol/broker_message.ts";
+import { Errors, EventError } from "../protocol/errors.ts";
+import { okFrame } from "../protocol/frames.ts";
+import { truthy } from "../protocol/pyvalues.ts";
+import type { ServiceAnswer } from "../services/service_client.ts";
+import type { Router } from "./router.ts";
+import type { Session } from "./session.ts";
+import { Subscription } from "./subscription.ts";
+
+type Fields = Readonly<Record<string, unknown>>;
+type Handler = (router: Router, session: Session, fields: Fields) => Promise<void>;
+
+/** The client events that reach a handler (ping is answered by the session itself). */
+export const EVENT_HANDLERS: Readonly<Record<"auth" | "subscribe" | "message" | "unsubscribe", Handler>> = {
+  auth,
+  subscribe,
+  message,
+  unsubscribe,
+};
+
+/** `auth` (SocketShark §2.4): ticket validation; a failure keeps the previous identity. */
+async function auth(router: Router, session: Session, fields: Fields): Promise<void> {
+  const method = Object.hasOwn(fields, "method") ? fields.method : "ticket";
+  const ticketConfig = router.config.authentication.ticket;
+  if (method !== "ticket" || !ticketConfig) throw new EventError(Errors.authUnsupported);
+  if (!truthy(fields.ticket)) throw new EventError(Errors.needsTicket);
+  const answer = await router.services.post(ticketConfig.validationUrl, { ticket: fields.ticket }, "ticket");
+  if (!answer.ok) throw new EventError(Errors.serviceUnavailable);
+  if (answer.body.status !== "ok") {
+    // The service's error data is deliberately not forwarded for auth (as SocketShark).
+    throw new EventError(Object.hasOwn(answer.body, "error") ? answer.body.error : Errors.authFailed);
+  }
+  const info: Record<string, unknown> = {};
+  for (const f of ticketConfig.authFields) {
+    // Decision 5: an answer without a configured auth field is a broken answer, not a crash.
+    if (!Object.hasOwn(answer.body, f)) throw new EventError(Errors.serviceUnavailable);
+    info[f] = answer.body[f];
+  }
+  session.authInfo = info;
+  session.send(okFrame("auth"));
+}
+
+/** `subscribe` (SocketShark §2.5 with decisions 1 and 2). */
+async function subscribe(router: Router, session: Session, fields: Fields): Promise<void> {
+  const { name, serviceName, service } = resolve(router, fields);
+  const extra = pickExtra(service, fields);
+  if (service.requireAuthentication && !truthy(session.authInfo)) {
+    throw new EventError(Errors.authRequired, { extra });
+  }
+  const existing = session.subscriptions.get(name);
+  if (existing) throw new EventError(Errors.alreadySubscribed, { extra: existing.extra });
+
+  const subscription = new Subscription(router, session, { name, serviceName, service, extra });
+  if (service.authorizer) {
+    const answer = await router.services.post(service.authorizer, subscription.body(), "authorizer");
+    failUnlessOk(answer, Errors.unauthorized, extra);
+    subscription.storeAuthorizerFields(answer.body);
+  }
+
+  // Provisional registration: from here on published messages are buffered for this subscription.
+  session.subscriptions.set(name, subscription);
+  try {
+    await router.hub.add(subscription);
+  } catch {
+    session.subscriptions.delete(name);
+    subscription.close();
+    throw new EventError(Errors.serviceUnavailable, { extra });
+  }
+
+  let answer: Fields = { status: "ok" };
+  if (service.beforeSubscribe) {
+    const reply = await router.services.post(service.beforeSubscribe, subscription.body(), "before_subscribe");
+    if (!reply.ok || reply.body.status !== "ok") {
+      // Decision 2: roll the provisional registration back, buffered messages included.
+      removeSubscription(router, session, subscription);
+    }
+    failUnlessOk(reply, Errors.unhandledException, extra);
+    answer = reply.body;
+  }
+
+  // The answer goes through filter, order and throttle; a filtered answer means no OK (SocketShark §2.5 step 10).
+  if (subscription.admitAnswer(answer, readOptions(answer.options))) {
+    session.send(okFrame("subscribe", { extra, data: answer.data, subscription: name }));
+  }
+  subscription.activate();
+
+  if (service.onSubscribe) await router.services.post(service.onSubscribe, subscription.body(), "on_subscribe");
+}
+
+/** `message` (SocketShark §2.6): forwarded to `on_message`; a reply only when the service gives `data`. */
+async function message(router: Router, session: Session, fields: Fields): Promise<void> {
+  const { name, service } = resolve(router, fields);
+  const subscription = session.subscriptions.get(name);
+  if (!subscription?.active) throw new EventError(Errors.subscriptionNotFound, { extra: pickExtra(service, fields) });
+  if (!service.onMessage) return;
+  const body = { ...subscription.body(), data: Object.hasOwn(fields, "data") ? fields.data : null };
+  const answer = await router.services.post(service.onMessage, body, "on_message");
+  failUnlessOk(answer, Errors.unhandledException, subscription.extra);
+  const reply = answer.body;
+  if (Object.hasOwn(reply, "data")) {
+    session.send(okFrame("message", { extra: subscription.extra, data: reply.data, subscription: name }));
+  }
+}
+
+/** `unsubscribe` (SocketShark §2.7): a failed `before_unsubscribe` keeps the subscription. */
+async function unsubscribe(router: Router, session: Session, fields: Fields): Promise<void> {
+  const { name, service } = resolve(router, fields);
+  const subscription = session.subscriptions.get(name);
+  if (!subscription?.active) throw new EventError(Errors.subscriptionNotFound, { extra: pickExtra(service, fields) });
+  let data: unknown;
+  if (service.beforeUnsubscribe) {
+    const answer = await router.services.post(service.beforeUnsubscribe, subscription.body(), "before_unsubscribe");
+    failUnlessOk(answer, Errors.unhandledException, subscription.extra);
+    data = answer.body.data;
+  }
+  removeSubscription(router, session, subscription);
+  session.send(okFrame("unsubscribe", { extra: subscription.extra, data, subscription: name }));
+  if (service.onUnsubscribe) await router.services.post(service.onUnsubscribe, subscription.body(), "on_unsubscribe");
+}
+
+/** Take a subscription out of the session and the hub and stop its timers. Idempotent. */
+export function removeSubscription(router: Router, session: Session, subscription: Subscription): void {
+  if (session.subscriptions.get(subscription.name) === subscription) session.subscriptions.delete(subscription.name);
+  subscription.close();
+  router.hub.remove(subscription);
+}
+
+/** `before_unsubscribe` (result ignored) then `on_unsubscribe`, as on disconnect, shutdown and revocation. */
+export async function unsubscribeCallbacks(router: Router, subscription: Subscription): Promise<void> {
+  const { service } = subscription;
+  if (service.beforeUnsubscribe) {
+    await router.services.post(service.beforeUnsubscribe, subscription.body(), "before_unsubscribe");
+  }
+  if (service.onUnsubscribe) await router.services.post(service.onUnsubscribe, subscription.body(), "on_unsubscribe");
+}
+
+/** Validate `subscription` and find its service (decision 1: a non-string is a format error, not a crash). */
+function resolve(router: Router, fields: Fields): { name: string; serviceName: string; service: ServiceConfig } {
+  const name = fields.subscription;
+  if (typeof name !== "string" || name === "") throw new EventError(Errors.invalidSubscriptionFormat);
+  const dot = name.indexOf(".");
+  if (dot <= 0 || dot === name.length - 1) throw new EventError(Errors.invalidSubscriptionFormat);
+  const serviceName = name.slice(0, dot);
+  const service = Object.hasOwn(router.config.services, serviceName) ? router.config.services[serviceName] : undefined;
+  if (!service) throw new EventError(Errors.invalidService);
+  return { name, serviceName, service };
+}
+
+/** The service's extra fields present in a request. */
+function pickExtra(service: ServiceConfig, fields: Fields): Record<string, unknown> {
+  const extra: Record<string, unknown> = {};
+  for (const f of service.extraFields) if (Object.hasOwn(fields, f)) extra[f] = fields[f];
+  return extra;
+}
+
+/** Throw the client-facing error of a failed callback: the service's `error` (null included) or the default. */
+function failUnlessOk(
+  answer: ServiceAnswer,
+  fallback: string,
+  extra: Fields,
+): asserts answer is Extract<ServiceAnswer, { ok: true }> {
+  if (!answer.ok) throw new EventError(Errors.serviceUnavailable, { extra });
+  if (answer.body.status === "ok") return;
+  const error = Object.hasOwn(answer.body, "error") ? answer.body.error : fallback;
+  throw new EventError(error, { extra, data: answer.body.data });
+}

@@ -1,0 +1,139 @@
+import { getLogger } from "@logtape/logtape";
+import type { Broker, BrokerStatus } from "../broker/broker.ts";
+import type { Config } from "../config.ts";
+import { CloseCodes } from "../protocol/close_codes.ts";
+import { ServiceClient } from "../services/service_client.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { Hub } from "./hub.ts";
+import { Session, type Transport } from "./session.ts";
+
+const log = getLogger(["shoal", "router"]);
+
+/** Hooks for metrics; every one optional. Event names are the client's, plus `invalid` and `unknown`. */
+export interface RouterObserver {
+  connectionOpened?(): void;
+  connectionClosed?(): void;
+  event?(name: string, success: boolean): void;
+  /** A broker message for a channel with local subscribers. */
+  received?(): void;
+  /** A message not delivered now, by reason. */
+  filtered?(reason: "fields" | "order" | "throttle"): void;
+  ready?(ready: boolean): void;
+}
+
+export interface RouterOptions {
+  readonly config: Config;
+  readonly broker: Broker;
+  /** Defaults to a client built from `config.http`. */
+  readonly services?: ServiceClient;
+  /** The fetch that client uses (the runtime's own, or one trusting `http.caFile`). */
+  readonly fetch?: typeof fetch;
+  readonly clock?: Clock;
+  readonly observer?: RouterObserver;
+}
+
+/**
+ * The composition of the core: it owns the hub, the broker and the service client, creates a session per
+ * connection and shuts everything down in order.
+ */
+export class Router {
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly observer: RouterObserver;
+  readonly services: ServiceClient;
+  readonly hub: Hub;
+  readonly broker: Broker;
+  readonly #sessions = new Set<Session>();
+  readonly #shutdown = new AbortController();
+  #nextId = 0;
+  #idPrefix = Math.random().toString(36).slice(2, 8);
+  #stopping: Promise<void> | undefined;
+  #brokerReady = false;
+
+  constructor(options: RouterOptions) {
+    this.config = options.config;
+    this.clock = options.clock ?? systemClock;
+    this.observer = options.observer ?? {};
+    this.broker = options.broker;
+    this.services = options.services ?? new ServiceClient({
+      ...options.config.http,
+      fetch: options.fetch,
+      clock: this.clock,
+      signal: this.#shutdown.signal,
+    });
+    this.hub = new Hub(options.broker, { clock: this.clock, observer: this.observer });
+  }
+
+  /** Connect the broker; messages flow to the hub from then on. */
+  async start(): Promise<void> {
+    await this.broker.start({
+      onMessage: (message) => this.hub.deliver(message),
+      onStatus: (status) => this.#brokerStatus(status),
+    });
+  }
+
+  /** Ready to serve: the broker receives and no shutdown has begun. */
+  get ready(): boolean {
+    return this.#brokerReady && this.broker.ready && !this.#stopping;
+  }
+
+  get stopping(): boolean {
+    return this.#stopping !== undefined;
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** A new connection; undefined while shutting down (the caller closes it). */
+  connect(transport: Transport): Session | undefined {
+    if (this.#stopping) return undefined;
+    const session = new Session(this, transport, `${this.#idPrefix}-${++this.#nextId}`);
+    this.#sessions.add(session);
+    this.observer.connectionOpened?.();
+    log.debug("new session", { session: session.id });
+    return session;
+  }
+
+  /** Called by a session once its teardown finished. */
+  sessionClosed(session: Session): void {
+    if (this.#sessions.delete(session)) {
+      this.observer.connectionClosed?.();
+      log.debug("connection closed", { session: session.id });
+    }
+  }
+
+  /**
+   * Graceful shutdown: refuse new sessions, close every session with 1000 (as SocketShark), let their unsubscribe
+   * callbacks run for at most `shutdown.drainTimeout` seconds, then cancel what is left and close the broker.
+   */
+  shutdown(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    log.info("shutting down", { sessions: this.#sessions.size });
+    this.observer.ready?.(false);
+    const drained = Promise.all([...this.#sessions].map((s) => s.close(CloseCodes.normal)));
+    let timer: unknown;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = this.clock.setTimeout(() => resolve("timeout"), this.config.shutdown.drainTimeout * 1000);
+    });
+    const outcome = await Promise.race([drained.then(() => "drained" as const), timeout]);
+    this.clock.clearTimeout(timer);
+    if (outcome === "timeout") {
+      log.warn("drain timeout; cancelling remaining callbacks", { sessions: this.#sessions.size });
+      this.#shutdown.abort();
+    }
+    await this.broker.close();
+    log.info("done");
+  }
+
+  #brokerStatus(status: BrokerStatus): void {
+    this.#brokerReady = status.ready;
+    this.observer.ready?.(this.ready);
+    if (status.ready) log.info("broker ready");
+    else log.warn("broker not ready", { reason: status.reason });
+  }
+}

@@ -1,0 +1,184 @@
+import { getLogger } from "@logtape/logtape";
+import { CloseCodes } from "../protocol/close_codes.ts";
+import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
+import { Errors, EventError } from "../protocol/errors.ts";
+import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame } from "../protocol/frames.ts";
+import { EVENT_HANDLERS, removeSubscription, unsubscribeCallbacks } from "./events.ts";
+import type { Router } from "./router.ts";
+import type { Subscription } from "./subscription.ts";
+
+const log = getLogger(["shoal", "session"]);
+
+/** What a session needs from its connection; the runtime adapters implement it. Both calls are safe after close. */
+export interface Transport {
+  send(text: string): void;
+  close(code: number, reason?: string): void;
+}
+
+type Task = { readonly kind: "event"; readonly event: ClientEvent } | { readonly kind: "internal"; run(): Promise<void> };
+
+const INVALID_EVENT_TEXT = JSON.stringify(INVALID_EVENT_FRAME);
+
+/**
+ * One WebSocket connection. Events run one at a time in arrival order (SocketShark's contract), except `ping`,
+ * which is answered at once (decision 12). At most `ws.maxPendingEvents` may wait; more closes the connection.
+ */
+export class Session {
+  readonly id: string;
+  /** Active and pending subscriptions by name. */
+  readonly subscriptions = new Map<string, Subscription>();
+  /** What ticket validation returned (only the configured auth fields); empty means anonymous. */
+  authInfo: Readonly<Record<string, unknown>> = {};
+  readonly #router: Router;
+  readonly #transport: Transport;
+  readonly #queue: Task[] = [];
+  #running = false;
+  #current: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(router: Router, transport: Transport, id: string) {
+    this.#router = router;
+    this.#transport = transport;
+    this.id = id;
+  }
+
+  /** False once the session started closing: later events are ignored. */
+  get open(): boolean {
+    return this.#closing === undefined;
+  }
+
+  /** One frame from the client. Never throws. */
+  receive(frame: string | ArrayBuffer | Uint8Array): void {
+    if (this.#closing) return;
+    const event = parseClientEvent(frame);
+    if (event.kind === "ping") {
+      this.#router.observer.event?.("ping", true);
+      this.send(pongFrame(event.fields.data));
+      return;
+    }
+    if (this.#queue.length >= this.#router.config.ws.maxPendingEvents) {
+      log.warn("too many pending events; closing", { session: this.id });
+      void this.close(CloseCodes.tooManyPendingEvents, "too many pending events");
+      return;
+    }
+    this.#enqueue({ kind: "event", event });
+  }
+
+  send(frame: Frame): void {
+    this.sendText(JSON.stringify(frame));
+  }
+
+  sendText(text: string): void {
+    if (this.#closing) return;
+    this.#transport.send(text);
+  }
+
+  /**
+   * Remove a subscription whose authorization was revoked (decision 3), in turn with client events so the two
+   * never interleave; if the client unsubscribed first this does nothing (decision 9).
+   */
+  revoke(subscription: Subscription, error: unknown): void {
+    if (this.#closing) return;
+    this.#enqueue({
+      kind: "internal",
+      run: async () => {
+        if (this.subscriptions.get(subscription.name) !== subscription || !subscription.active) return;
+        log.info("authorization expired", { session: this.id, subscription: subscription.name, error });
+        removeSubscription(this.#router, this, subscription);
+        await unsubscribeCallbacks(this.#router, subscription);
+        this.send({ event: "unsubscribe", subscription: subscription.name, error, ...subscription.extra });
+      },
+    });
+  }
+
+  /** Close the connection from the server side and tear the session down. */
+  close(code: number = CloseCodes.normal, reason = ""): Promise<void> {
+    if (!this.#closing) this.#transport.close(code, reason);
+    return this.disconnected();
+  }
+
+  /**
+   * The connection is gone (or going): ignore further events, let the running one finish, then remove every
+   * subscription newest first, calling `before_unsubscribe` and `on_unsubscribe` for each. Idempotent.
+   */
+  disconnected(): Promise<void> {
+    this.#closing ??= this.#teardown();
+    return this.#closing;
+  }
+
+  async #teardown(): Promise<void> {
+    this.#queue.length = 0;
+    await this.#current;
+    for (const subscription of [...this.subscriptions.values()].reverse()) {
+      removeSubscription(this.#router, this, subscription);
+      await unsubscribeCallbacks(this.#router, subscription);
+    }
+    this.#router.sessionClosed(this);
+  }
+
+  #enqueue(task: Task): void {
+    this.#queue.push(task);
+    if (!this.#running) void this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    this.#running = true;
+    try {
+      while (this.#queue.length > 0 && !this.#closing) {
+        const task = this.#queue.shift()!;
+        this.#current = task.kind === "event" ? this.#handle(task.event) : this.#runInternal(task);
+        await this.#current;
+      }
+    } finally {
+      this.#current = undefined;
+      this.#running = false;
+    }
+  }
+
+  async #runInternal(task: { run(): Promise<void> }): Promise<void> {
+    try {
+      await task.run();
+    } catch (error) {
+      log.error("internal task failed", { session: this.id, error: String(error) });
+    }
+  }
+
+  async #handle(event: ClientEvent): Promise<void> {
+    const observer = this.#router.observer;
+    switch (event.kind) {
+      case "undecodable":
+        this.sendText(INVALID_EVENT_TEXT);
+        return;
+      case "invalid":
+        observer.event?.("invalid", false);
+        this.sendText(INVALID_EVENT_TEXT);
+        return;
+      case "unknown":
+        observer.event?.("unknown", false);
+        this.send(errorFrame(event.event, Errors.eventNotFound));
+        return;
+      case "ping":
+        return; // answered in receive()
+    }
+    const name = event.kind;
+    const fields = event.fields;
+    // Subscription events echo a usable `subscription` in every reply.
+    const subscription = name !== "auth" && typeof fields.subscription === "string" && fields.subscription !== ""
+      ? fields.subscription
+      : undefined;
+    log.debug("client event", { session: this.id, data: fields });
+    try {
+      await EVENT_HANDLERS[name](this.#router, this, fields);
+      observer.event?.(name, true);
+    } catch (error) {
+      if (error instanceof EventError) {
+        observer.event?.(name, false);
+        this.send(errorFrame(name, error.error, { extra: error.extra, data: error.data, subscription }));
+        return;
+      }
+      log.error("unhandled event processing exception", { session: this.id, event: name, error: String(error) });
+      this.send(errorFrame(name, Errors.unhandledException, { subscription }));
+      void this.close(CloseCodes.normal);
+    }
+  }
+}

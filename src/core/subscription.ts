@@ -1,0 +1,221 @@
+import { getLogger } from "@logtape/logtape";
+import type { ServiceConfig } from "../config.ts";
+import type { PublishedMessage } from "../protocol/broker_message.ts";
+import { Errors } from "../protocol/errors.ts";
+import { messageFrame } from "../protocol/frames.ts";
+import { pyEquals } from "../protocol/pyvalues.ts";
+import { isoTimestamp } from "./clock.ts";
+import { Delivery, type Verdict } from "./delivery.ts";
+import type { Router } from "./router.ts";
+import type { Session } from "./session.ts";
+
+const log = getLogger(["shoal", "subscription"]);
+
+/** Most messages kept for a subscription whose `before_subscribe` is still running. */
+const MAX_SETUP_BUFFER = 10_000;
+
+/** Builds (or reuses) the serialized frame of one published message for a subscription. */
+export type FrameSource = (subscription: Subscription) => string;
+
+/**
+ * One session's subscription to one name. Pending while it is being set up (published messages are buffered),
+ * active once confirmed, closed when removed; each state change is one-way.
+ */
+export class Subscription {
+  readonly name: string;
+  readonly serviceName: string;
+  readonly service: ServiceConfig;
+  readonly session: Session;
+  /** Extra fields the client sent that the service lists, echoed in every message and callback. */
+  readonly extra: Readonly<Record<string, unknown>>;
+  /** Equal for subscriptions whose frames are equal: the cache key of serialized frames. */
+  readonly extraKey: string;
+  #authorizerFields: Readonly<Record<string, unknown>> = {};
+  #state: "pending" | "active" | "closed" = "pending";
+  #buffer: PublishedMessage[] = [];
+  readonly #router: Router;
+  readonly #delivery: Delivery<PublishedMessage>;
+  #renewalTimer: unknown;
+  #heartbeatTimer: unknown;
+
+  constructor(
+    router: Router,
+    session: Session,
+    options: { name: string; serviceName: string; service: ServiceConfig; extra: Record<string, unknown> },
+  ) {
+    this.#router = router;
+    this.session = session;
+    this.name = options.name;
+    this.serviceName = options.serviceName;
+    this.service = options.service;
+    this.extra = options.extra;
+    this.extraKey = Object.keys(options.extra).length === 0 ? "" : JSON.stringify(options.extra);
+    this.#delivery = new Delivery(router.clock, (message) => this.#sendHeld(message));
+  }
+
+  get active(): boolean {
+    return this.#state === "active";
+  }
+
+  get closed(): boolean {
+    return this.#state === "closed";
+  }
+
+  get authorizerFields(): Readonly<Record<string, unknown>> {
+    return this.#authorizerFields;
+  }
+
+  /** Keep the configured authorizer fields present in an authorizer answer; true when they changed. */
+  storeAuthorizerFields(answer: Readonly<Record<string, unknown>>): boolean {
+    const fields: Record<string, unknown> = {};
+    for (const f of this.service.authorizerFields) if (Object.hasOwn(answer, f)) fields[f] = answer[f];
+    const changed = !pyEquals(fields, this.#authorizerFields);
+    this.#authorizerFields = fields;
+    return changed;
+  }
+
+  /** The body every callback of this subscription gets (SocketShark §3.2): later keys override earlier ones. */
+  body(): Record<string, unknown> {
+    return { subscription: this.name, ...this.extra, ...this.#authorizerFields, ...this.session.authInfo };
+  }
+
+  /**
+   * Filter fields (decision 4): a field present in the message must equal the subscription's extra field, else
+   * its authorizer field, else the session's auth field; a missing value is null.
+   */
+  matches(fields: Readonly<Record<string, unknown>>): boolean {
+    for (const f of this.service.filterFields) {
+      if (!Object.hasOwn(fields, f)) continue;
+      let own: unknown;
+      if (this.service.extraFields.includes(f)) own = this.extra[f];
+      else if (Object.hasOwn(this.#authorizerFields, f)) own = this.#authorizerFields[f];
+      else own = this.session.authInfo[f];
+      if (!pyEquals(own ?? null, fields[f])) return false;
+    }
+    return true;
+  }
+
+  /** A published message routed to this subscription. */
+  receive(message: PublishedMessage, frame: FrameSource): void {
+    if (this.#state === "closed") return;
+    if (this.#state === "pending") {
+      if (this.#buffer.length >= MAX_SETUP_BUFFER) {
+        this.#buffer.shift();
+        log.warn("setup buffer full; oldest message dropped", { session: this.session.id, subscription: this.name });
+      }
+      this.#buffer.push(message);
+      return;
+    }
+    if (this.#pass(message) === "deliver") this.session.sendText(frame(this));
+  }
+
+  /** Run the `before_subscribe` answer through filter, order and throttle: true when the OK may be sent. */
+  admitAnswer(answer: Readonly<Record<string, unknown>>, options: PublishedMessage["options"]): boolean {
+    if (!this.matches(answer)) return false;
+    return this.#delivery.offer({ subscription: this.name, data: answer.data, options, fields: answer }, options) === "deliver";
+  }
+
+  /** Confirm: deliver what was buffered during setup (without received_at/queue_size), start periodic tasks. */
+  activate(): void {
+    if (this.#state !== "pending") return;
+    this.#state = "active";
+    const buffered = this.#buffer;
+    this.#buffer = [];
+    for (const message of buffered) {
+      if (this.#pass(message) !== "deliver") continue;
+      this.session.sendText(JSON.stringify(messageFrame(this.name, message.data, {
+        publishedAt: message.publishedAt,
+        extra: this.extra,
+        sentAt: isoTimestamp(this.#router.clock.now()),
+      })));
+    }
+    if (this.service.authorizationRenewalPeriod !== undefined) this.#scheduleRenewal();
+    if (this.service.heartbeatPeriod !== undefined) {
+      this.#scheduleHeartbeat(this.service.heartbeatPeriod * this.#router.clock.random());
+    }
+  }
+
+  /** Stop everything this subscription owns: buffer, throttle timers, renewal and heartbeat. Idempotent. */
+  close(): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#buffer = [];
+    this.#delivery.close();
+    if (this.#renewalTimer !== undefined) this.#router.clock.clearTimeout(this.#renewalTimer);
+    if (this.#heartbeatTimer !== undefined) this.#router.clock.clearTimeout(this.#heartbeatTimer);
+    this.#renewalTimer = this.#heartbeatTimer = undefined;
+  }
+
+  /** Timers this subscription holds, for leak checks. */
+  get timerCount(): number {
+    return this.#delivery.pendingTimers + (this.#renewalTimer !== undefined ? 1 : 0) +
+      (this.#heartbeatTimer !== undefined ? 1 : 0);
+  }
+
+  #pass(message: PublishedMessage): Verdict | "fields" {
+    if (!this.matches(message.fields)) {
+      this.#router.observer.filtered?.("fields");
+      return "fields";
+    }
+    const verdict = this.#delivery.offer(message, message.options);
+    if (verdict !== "deliver") this.#router.observer.filtered?.(verdict);
+    return verdict;
+  }
+
+  /** A message the throttle held: only its data goes out (SocketShark §4.4). */
+  #sendHeld(message: PublishedMessage): void {
+    if (this.#state !== "active") return;
+    this.session.sendText(JSON.stringify(messageFrame(this.name, message.data, {
+      extra: this.extra,
+      sentAt: isoTimestamp(this.#router.clock.now()),
+    })));
+  }
+
+  #scheduleRenewal(): void {
+    const { authorizationRenewalPeriod: period = 0, authorizationRenewalJitter: jitter } = this.service;
+    const delay = Math.max(0, period - this.#router.clock.random() * jitter);
+    this.#renewalTimer = this.#router.clock.setTimeout(() => {
+      this.#renewalTimer = undefined;
+      this.#renew().catch((error) => log.error("renewal failed", { subscription: this.name, error: String(error) }));
+    }, delay * 1000);
+  }
+
+  /** Periodic re-authorization (SocketShark §6.2 with decisions 3 and 6). */
+  async #renew(): Promise<void> {
+    const services = this.#router.services;
+    const answer = await services.post(this.service.authorizer!, this.body(), "authorizer");
+    if (this.#state !== "active") return;
+    if (!answer.ok) return this.session.revoke(this, Errors.serviceUnavailable);
+    if (answer.body.status !== "ok") {
+      return this.session.revoke(this, Object.hasOwn(answer.body, "error") ? answer.body.error : Errors.unauthorized);
+    }
+    if (this.storeAuthorizerFields(answer.body) && this.service.onAuthorizationChange) {
+      const change = await services.post(this.service.onAuthorizationChange, this.body(), "on_authorization_change");
+      if (this.#state !== "active") return;
+      if (!change.ok) return this.session.revoke(this, Errors.serviceUnavailable);
+      if (change.body.status !== "ok") {
+        return this.session.revoke(
+          this,
+          Object.hasOwn(change.body, "error") ? change.body.error : Errors.unhandledException,
+        );
+      }
+    }
+    this.#scheduleRenewal();
+  }
+
+  #scheduleHeartbeat(seconds: number): void {
+    this.#heartbeatTimer = this.#router.clock.setTimeout(() => {
+      this.#heartbeatTimer = undefined;
+      this.#beat().catch((error) => log.error("heartbeat failed", { subscription: this.name, error: String(error) }));
+    }, seconds * 1000);
+  }
+
+  async #beat(): Promise<void> {
+    const answer = await this.#router.services.post(this.service.onHeartbeat!, this.body(), "on_heartbeat");
+    if (this.#state !== "active") return;
+    if (!answer.ok || answer.body.status !== "ok") {
+      log.warn("error sending heartbeat to service", { session: this.session.id, subscription: this.name });
+    }
+    this.#scheduleHeartbeat(this.service.heartbeatPeriod!);
+  }
+}

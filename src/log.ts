@@ -1,0 +1,23 @@
+import { configure, getJsonLinesFormatter, getLogfmtFormatter, type Sink } from "@logtape/logtape";
+import process from "node:process";
+import type { Config } from "./config.ts";
+
+/**
+ * Send Shoal's logs to standard output: JSON lines with the properties at the top level, or logfmt on a
+ * terminal (`log.format: "auto"`). Before this runs, and in unit tests, the loggers are silent.
+ */
+export async function setupLogging(config: Config["log"]): Promise<void> {
+  const pretty = config.format === "pretty" || (config.format === "auto" && process.stdout.isTTY === true);
+  const format = pretty ? getLogfmtFormatter() : getJsonLinesFormatter({ properties: "flatten" });
+  const sink: Sink = (record) => {
+    process.stdout.write(format(record));
+  };
+  await configure({
+    reset: true,
+    sinks: { stdout: sink },
+    loggers: [
+      { category: ["shoal"], lowestLevel: config.level, sinks: ["stdout"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stdout"] },
+    ],
+  });
+}

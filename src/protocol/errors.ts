@@ -1,0 +1,41 @@
+/** The exact error strings of SocketShark's wire contract (its `constants.py`). */
+export const Errors = {
+  invalidEvent: "Messages must be JSON and contain an event field.",
+  unhandledException: "Unhandled exception.",
+  eventNotFound: "Event not found.",
+  serviceUnavailable: "Service unavailable.",
+  authUnsupported: "Authentication method unsupported.",
+  unauthorized: "Unauthorized.",
+  needsTicket: "Must specify ticket.",
+  authFailed: "Authentication failed.",
+  authRequired: "Authentication required.",
+  invalidSubscriptionFormat: "Invalid subscription format.",
+  invalidService: "Invalid service.",
+  alreadySubscribed: "Already subscribed.",
+  subscriptionNotFound: "Subscription does not exist.",
+} as const;
+
+/** Longest event name that still counts as a valid envelope. */
+export const MAX_EVENT_LENGTH = 40;
+
+/** Longest `ping` data echoed back, in code points. */
+export const MAX_PING_DATA = 128;
+
+/**
+ * An expected, client-facing failure of an event. `error` is the wire value (usually one of `Errors`, or
+ * whatever a service answered, `null` included); `data` is forwarded when the service gave a truthy one.
+ */
+export class EventError extends Error {
+  readonly error: unknown;
+  readonly data: unknown;
+  /** Extra fields to echo instead of the subscription's (the request's, when there is no subscription). */
+  readonly extra: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(error: unknown, options: { data?: unknown; extra?: Readonly<Record<string, unknown>> } = {}) {
+    super(typeof error === "string" ? error : JSON.stringify(error));
+    this.name = "EventError";
+    this.error = error;
+    this.data = options.data;
+    this.extra = options.extra;
+  }
+}

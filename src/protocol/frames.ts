@@ -1,0 +1,61 @@
+import { Errors, MAX_PING_DATA } from "./errors.ts";
+import { sliceCodePoints, truthy } from "./pyvalues.ts";
+
+/** A server→client message before serialization. Key order follows SocketShark's, though it is not contract. */
+export type Frame = Record<string, unknown>;
+
+type Extra = Readonly<Record<string, unknown>> | undefined;
+
+/** The reply to a frame that is not JSON, or JSON without a usable `event`: it has no `event` key. */
+export const INVALID_EVENT_FRAME: Frame = Object.freeze({ status: "error", error: Errors.invalidEvent });
+
+/** `{"event": E, "status": "ok", <extra>, ["data": D], ["subscription": S]}`; data only when not null. */
+export function okFrame(event: string, options: { extra?: Extra; data?: unknown; subscription?: string } = {}): Frame {
+  const frame: Frame = { event, status: "ok" };
+  if (options.extra) Object.assign(frame, options.extra);
+  if (options.data !== undefined && options.data !== null) frame.data = options.data;
+  if (options.subscription !== undefined) frame.subscription = options.subscription;
+  return frame;
+}
+
+/** `{"event": E, "status": "error", "error": ERR, <extra>, ["data": D], ["subscription": S]}`; data only when truthy. */
+export function errorFrame(
+  event: string,
+  error: unknown,
+  options: { extra?: Extra; data?: unknown; subscription?: string } = {},
+): Frame {
+  const frame: Frame = { event, status: "error", error };
+  if (options.extra) Object.assign(frame, options.extra);
+  if (truthy(options.data)) frame.data = options.data;
+  if (options.subscription !== undefined) frame.subscription = options.subscription;
+  return frame;
+}
+
+/** `{"event": "pong", "data": D}`: the ping's string data cut to 128 code points, anything else null. */
+export function pongFrame(data: unknown): Frame {
+  return { event: "pong", data: typeof data === "string" ? sliceCodePoints(data, MAX_PING_DATA) : null };
+}
+
+/** The server-initiated unsubscribe after a revoked authorization: it has no `status` key. */
+export function revokedFrame(subscription: string, error: unknown, options: { extra?: Extra; data?: unknown } = {}): Frame {
+  const frame: Frame = { event: "unsubscribe", subscription };
+  if (options.data !== undefined && options.data !== null) frame.data = options.data;
+  frame.error = error;
+  if (options.extra) Object.assign(frame, options.extra);
+  return frame;
+}
+
+/** A published message as delivered: optional fields appear only when given. */
+export function messageFrame(
+  subscription: string,
+  data: unknown,
+  options: { publishedAt?: string; receivedAt?: string; queueSize?: number; extra?: Extra; sentAt: string },
+): Frame {
+  const frame: Frame = { event: "message", subscription, data };
+  if (options.publishedAt !== undefined) frame.published_at = options.publishedAt;
+  if (options.receivedAt !== undefined) frame.received_at = options.receivedAt;
+  if (options.queueSize !== undefined) frame.queue_size = options.queueSize;
+  if (options.extra) Object.assign(frame, options.extra);
+  frame.sent_at = options.sentAt;
+  return frame;
+}

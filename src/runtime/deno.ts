@@ -1,0 +1,77 @@
+/// <reference lib="deno.ns" />
+import type { Hono } from "hono";
+import { defineWebSocketHelper, WSContext } from "hono/ws";
+import type { Listener, Runtime, ServeOptions } from "./runtime.ts";
+
+/**
+ * Hono's `hono/deno` helper, except that the `Upgrade` header is matched without regard to case (the stock one
+ * answers 404 to `Upgrade: WebSocket`).
+ */
+const upgradeWebSocket = defineWebSocketHelper((c, events, options) => {
+  if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return;
+  const protocol = c.req.header("sec-websocket-protocol")?.split(",")[0]?.trim();
+  const { response, socket } = Deno.upgradeWebSocket(c.req.raw, {
+    ...(protocol ? { protocol } : {}),
+    idleTimeout: 0, // Shoal sends its own pings
+    ...(options as Deno.UpgradeWebSocketOptions | undefined),
+  });
+  socket.binaryType = "arraybuffer";
+  const context = new WSContext({
+    close: (code, reason) => socket.close(code, reason),
+    get protocol() {
+      return socket.protocol;
+    },
+    raw: socket,
+    get readyState() {
+      return socket.readyState as 0 | 1 | 2 | 3;
+    },
+    url: socket.url ? new URL(socket.url) : null,
+    send: (source) => socket.send(source),
+  });
+  socket.onopen = (event) => events.onOpen?.(event, context);
+  socket.onmessage = (event) => events.onMessage?.(event, context);
+  socket.onclose = (event) => events.onClose?.(event, context);
+  socket.onerror = (event) => events.onError?.(event, context);
+  return response;
+});
+
+function serve(app: Hono, options: ServeOptions): Listener {
+  const server = Deno.serve({
+    hostname: options.host,
+    port: options.port,
+    ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
+    onListen: () => {},
+  }, app.fetch);
+  return {
+    port: server.addr.port,
+    stop: async () => {
+      // shutdown() would wait for the WebSockets; the router closes those itself.
+      void server.shutdown();
+      await Promise.resolve();
+    },
+  };
+}
+
+export const runtime: Runtime = {
+  name: "deno",
+  version: Deno.version.deno,
+  upgradeWebSocket,
+  serve,
+  readTextFile: (path) => Deno.readTextFile(path),
+  env: (name) => Deno.env.get(name),
+  onSignal(handler) {
+    const onInt = () => handler("SIGINT");
+    const onTerm = () => handler("SIGTERM");
+    Deno.addSignalListener("SIGINT", onInt);
+    Deno.addSignalListener("SIGTERM", onTerm);
+    return () => {
+      Deno.removeSignalListener("SIGINT", onInt);
+      Deno.removeSignalListener("SIGTERM", onTerm);
+    };
+  },
+  exit: (code) => Deno.exit(code),
+  fetchWithCa(caPem) {
+    const client = Deno.createHttpClient({ caCerts: [caPem] });
+    return ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, { ...init, client })) as typeof fetch;
+  },
+};

@@ -1,0 +1,8 @@
+/** A URL fit for logs: a password (with its user name) becomes `*****:*****`, as SocketShark's `_scrub_url`. */
+export function scrubUrl(raw: string): string {
+  const match = /^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)([^/?#@]*)@/.exec(raw);
+  if (!match) return raw;
+  const userinfo = match[2];
+  if (!userinfo.includes(":")) return raw; // a user name alone is not a secret
+  return match[1] + "*****:*****@" + raw.slice(match[0].length);
+}
