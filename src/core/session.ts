@@ -108,12 +108,21 @@ export class Session {
 
   async #teardown(): Promise<void> {
     this.#queue.length = 0;
-    await this.#current;
-    for (const subscription of [...this.subscriptions.values()].reverse()) {
-      removeSubscription(this.#router, this, subscription);
-      await unsubscribeCallbacks(this.#router, subscription);
+    try {
+      await this.#current;
+      for (const subscription of [...this.subscriptions.values()].reverse()) {
+        removeSubscription(this.#router, this, subscription);
+        try {
+          await unsubscribeCallbacks(this.#router, subscription);
+        } catch (error) {
+          log.error("unsubscribe callbacks failed", { session: this.id, subscription: subscription.name, error: String(error) });
+        }
+      }
+    } finally {
+      // Whatever failed above, the session is released: no code path may leak it (decision 1).
+      for (const subscription of this.subscriptions.values()) removeSubscription(this.#router, this, subscription);
+      this.#router.sessionClosed(this);
     }
-    this.#router.sessionClosed(this);
   }
 
   #enqueue(task: Task): void {

@@ -1,3 +1,4 @@
+/// <reference types="@types/bun" />
 import type { Hono } from "hono";
 import { upgradeWebSocket, websocket } from "hono/bun";
 import type { Listener, Runtime, ServeOptions } from "./runtime.ts";
