@@ -116,12 +116,15 @@ const ConfigSchema = v.strictObject({
     {},
   ),
   services: v.optional(
-    v.pipe(
-      v.record(v.string(), ServiceSchema),
-      v.check(
-        (services) => Object.keys(services).every((name) => name !== "" && !name.includes(".")),
-        "service names must be non-empty and contain no '.' (a subscription is split at its first '.')",
+    v.record(
+      v.pipe(
+        v.string(),
+        v.check(
+          (name) => name !== "" && !name.includes("."),
+          (issue) => `service name ${JSON.stringify(issue.input)} must be non-empty and contain no '.' (a subscription is split at its first '.')`,
+        ),
       ),
+      ServiceSchema,
     ),
     {},
   ),

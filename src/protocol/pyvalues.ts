@@ -45,19 +45,23 @@ function numeric(value: unknown): number | undefined {
 const FLOAT_LITERAL = /^[+-]?(?:(?:\d(?:_?\d)*)?\.?\d(?:_?\d)*|\d(?:_?\d)*\.)(?:[eE][+-]?\d(?:_?\d)*)?$/;
 const FLOAT_SPECIAL = /^[+-]?(?:nan|inf|infinity)$/i;
 
-/**
- * Python `float(value)` for a JSON value, or undefined where Python raises. Shoal treats non-finite results
- * as invalid too (decision 11), so this returns only finite numbers.
- */
-export function finiteFloat(value: unknown): number | undefined {
-  let result: number | undefined;
-  if (typeof value === "number") result = value;
-  else if (typeof value === "boolean") result = value ? 1 : 0;
-  else if (typeof value === "string") {
-    const text = value.trim();
-    if (FLOAT_SPECIAL.test(text)) return undefined;
-    if (FLOAT_LITERAL.test(text)) result = Number(text.replaceAll("_", ""));
+/** Python `float(value)` for a JSON value, NaN and infinities included, or undefined where Python raises. */
+export function pyFloat(value: unknown): number | undefined {
+  if (typeof value === "number") return value;
+  if (typeof value === "boolean") return value ? 1 : 0;
+  if (typeof value !== "string") return undefined;
+  const text = value.trim();
+  if (FLOAT_SPECIAL.test(text)) {
+    const lower = text.toLowerCase();
+    if (lower.endsWith("nan")) return NaN;
+    return lower.startsWith("-") ? -Infinity : Infinity;
   }
+  return FLOAT_LITERAL.test(text) ? Number(text.replaceAll("_", "")) : undefined;
+}
+
+/** `float(value)` restricted to finite results: Shoal treats NaN and infinities as invalid (decision 11). */
+export function finiteFloat(value: unknown): number | undefined {
+  const result = pyFloat(value);
   return result !== undefined && Number.isFinite(result) ? result : undefined;
 }
 
@@ -73,25 +77,45 @@ export function hashKey(value: unknown): string | undefined {
   return undefined;
 }
 
-const ISO_DATETIME =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2})(?::?(\d{2})(?::?(\d{2})(?:[.,](\d{1,9}))?)?)?(Z|[+-]\d{2}(?::?\d{2}(?::?\d{2}(?:\.\d{1,6})?)?)?)?)?$/;
+// datetime.fromisoformat (3.11): extended or basic dates, ISO week dates, any one-character separator, times of
+// HH[:MM[:SS[.fff]]] (or basic), and Z or ±HH[:MM[:SS[.ffffff]]] offsets.
+const ISO_DATE = /^(\d{4})(?:-(\d{2})-(\d{2})|(\d{2})(\d{2})|-?W(\d{2})(?:-?([1-7]))?)/;
+const ISO_TIME =
+  /^(\d{2})(?:(:?)(\d{2})(?:\2(\d{2})(?:[.,]\d{1,9})?)?)?(?:Z|[+-](\d{2})(?::?\d{2}(?::?\d{2}(?:\.\d{1,6})?)?)?)?$/;
 
 /**
- * Whether a string is an ISO-8601 date or date-time as Python's `datetime.fromisoformat` reads it (3.11+).
+ * Whether a string is an ISO-8601 date or date-time as Python's `datetime.fromisoformat` (3.11+) reads it.
  * Shoal passes a valid `published_at` through unchanged rather than re-formatting it.
  */
 export function isIsoDateTime(text: string): boolean {
-  const m = ISO_DATETIME.exec(text);
-  if (!m) return false;
-  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  if (year < 1 || month < 1 || month > 12 || day < 1) return false;
-  const daysInMonth = new Date(Date.UTC(2000, month, 0)).getUTCDate(); // leap-year safe for Feb 29 below
-  if (day > (month === 2 ? (isLeap(year) ? 29 : 28) : daysInMonth)) return false;
-  if (m[4] !== undefined && Number(m[4]) > 23) return false;
-  if (m[5] !== undefined && Number(m[5]) > 59) return false;
-  if (m[6] !== undefined && Number(m[6]) > 59) return false;
-  if (m[8] !== undefined && m[8] !== "Z" && Number(m[8].slice(1, 3)) > 23) return false;
+  const date = ISO_DATE.exec(text);
+  if (!date) return false;
+  const year = Number(date[1]);
+  if (year < 1) return false;
+  if (date[6] !== undefined) {
+    const week = Number(date[6]);
+    if (week < 1 || week > isoWeeks(year)) return false;
+  } else {
+    const month = Number(date[2] ?? date[4]);
+    const day = Number(date[3] ?? date[5]);
+    const days = [31, isLeap(year) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if (month < 1 || month > 12 || day < 1 || day > days[month - 1]) return false;
+  }
+  const rest = text.slice(date[0].length);
+  if (rest === "") return true;
+  const time = ISO_TIME.exec([...rest].slice(1).join("")); // the separator is any single character
+  if (!time) return false;
+  if (Number(time[1]) > 23 || Number(time[3] ?? 0) > 59 || Number(time[4] ?? 0) > 59) return false;
+  if (time[5] !== undefined && Number(time[5]) > 23) return false;
   return true;
+}
+
+/** ISO years have 53 weeks when they start on a Thursday, or on a Wednesday in a leap year. */
+function isoWeeks(year: number): number {
+  const jan1 = new Date(Date.UTC(2000, 0, 1));
+  jan1.setUTCFullYear(year, 0, 1);
+  const weekday = jan1.getUTCDay();
+  return weekday === 4 || (weekday === 3 && isLeap(year)) ? 53 : 52;
 }
 
 function isLeap(year: number): boolean {

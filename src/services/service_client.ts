@@ -1,5 +1,6 @@
 import { getLogger } from "@logtape/logtape";
 import { type Clock, sleep, systemClock } from "../core/clock.ts";
+import { pyFloat } from "../protocol/pyvalues.ts";
 import { scrubUrl } from "./scrub_url.ts";
 
 /** The callbacks a service may configure; used in logs and metrics. */
@@ -119,8 +120,8 @@ export class ServiceClient {
     for (const name of this.#options.rateLimitResetHeaderNames) {
       const raw = response.headers.get(name);
       if (raw === null || raw.trim() === "") continue;
-      const value = Number(raw.trim().replaceAll("_", ""));
-      if (Number.isNaN(value) || value < 0) {
+      const value = pyFloat(raw);
+      if (value === undefined || Number.isNaN(value) || value < 0) {
         log.warn("invalid rate reset value", { url: scrubUrl(url), header: name, value: raw });
         return this.#options.wait;
       }

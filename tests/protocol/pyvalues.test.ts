@@ -294,7 +294,6 @@ test("isIsoDateTime: garbage, partial and padded strings are invalid", () => {
     "2024-01-02T03:04:05.",
     " 2024-01-02",
     "2024-01-02 ",
-    "2024-01-02X03:04",
     "2024-01-02T3:04",
     "2024/01/02",
     "1704164645",
@@ -302,6 +301,15 @@ test("isIsoDateTime: garbage, partial and padded strings are invalid", () => {
   ]) {
     assert.equal(isIsoDateTime(text), false, JSON.stringify(text));
   }
+});
+
+test("isIsoDateTime: the ISO-8601 basic and week-date forms Python 3.11's fromisoformat accepts", () => {
+  // datetime.fromisoformat (3.11+) reads all of these; SocketShark would deliver them (re-formatted), so a
+  // published_at in one of these forms must not be dropped (socketshark.md section 4.4, decisions.md "Timestamps").
+  const rejected = ["20240102", "20240102T030405", "20240102T030405Z", "2024-W01-1", "2024W011", "2024-W01", "2020-W53-7"].filter(
+    (text) => !isIsoDateTime(text),
+  );
+  assert.deepEqual(rejected, []);
 });
 
 // ---------------------------------------------------------------- sliceCodePoints
