@@ -127,14 +127,7 @@ async function main(): Promise<void> {
     tls,
     maxMessageBytes: config.ws.maxMessageBytes,
   });
-  log.info("shoal ready", {
-    host: config.ws.host,
-    port: listener.port,
-    secure: tls !== undefined,
-    runtime: runtime.name,
-    version: VERSION,
-  });
-
+  // Signal handlers go in before "ready" is announced, so a supervisor's early SIGTERM is always graceful.
   let signals = 0;
   runtime.onSignal(async (signal) => {
     if (++signals > 1) {
@@ -142,9 +135,18 @@ async function main(): Promise<void> {
       runtime.exit(1);
     }
     log.info("stop requested", { signal });
-    await listener.stop();
+    // Sessions first (close 1000 and their callbacks), then the listener: stopping the listener first would close
+    // the WebSockets with 1001 on Deno, and on Bun it waits for them to close.
     await router.shutdown();
+    await listener.stop();
     runtime.exit(0);
+  });
+  log.info("shoal ready", {
+    host: config.ws.host,
+    port: listener.port,
+    secure: tls !== undefined,
+    runtime: runtime.name,
+    version: VERSION,
   });
 }
 

@@ -21,7 +21,8 @@ function serve(app: Hono, options: ServeOptions): Listener {
   return {
     port: server.port ?? options.port,
     stop: async () => {
-      await server.stop(false);
+      // Called after the router closed every session; anything left is closed rather than waited for.
+      await server.stop(true);
     },
   };
 }

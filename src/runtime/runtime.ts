@@ -4,7 +4,7 @@ import type { UpgradeWebSocket } from "hono/ws";
 /** A listening server. */
 export interface Listener {
   readonly port: number;
-  /** Stop accepting connections; open WebSockets stay until the router closes them. */
+  /** Stop listening; called after the router has closed every session. */
   stop(): Promise<void>;
 }
 

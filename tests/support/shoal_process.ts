@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
 /** The repository root: the server runs from here so `main.ts` and `node_modules` resolve. */
-export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
+export const REPO_ROOT: string = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 /** How the server is started: `deno run`, `bun run`, or the `bun build --compile` executable. */
 export type ShoalTarget = "deno" | "bun" | "binary";
@@ -200,7 +200,7 @@ export class ShoalProcess {
    * within `timeoutMs` it is killed and this rejects, naming the last log lines.
    */
   async stop(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 10_000): Promise<number | null> {
-    if (this.running) this.#child.kill(signal);
+    this.#signal(signal);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const exit = await Promise.race([
@@ -220,13 +220,26 @@ export class ShoalProcess {
 
   /** Kill at once (SIGKILL) if still running and remove the temporary config. Safe to call more than once. */
   async kill(): Promise<void> {
-    if (this.running) this.#child.kill("SIGKILL");
+    this.#signal("SIGKILL");
     await this.exited;
     rmSync(this.#dir, { recursive: true, force: true });
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.kill();
+  }
+
+  /**
+   * Signal the process by pid: Deno's `node:child_process` reports a child that was sent a signal with
+   * `ChildProcess.kill()` as killed by it (code null) even when it handled the signal and exited with a code.
+   */
+  #signal(signal: NodeJS.Signals): void {
+    if (!this.running || this.#child.pid === undefined) return;
+    try {
+      process.kill(this.#child.pid, signal);
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ESRCH") throw error;
+    }
   }
 
   #stdout(chunk: string): void {

@@ -129,6 +129,21 @@ export class WsClient {
     throw new Error(`expected no frame for ${ms} ms, got ${text}`);
   }
 
+  /** The close code once the connection closes; rejects if it is still open after `timeoutMs`. */
+  async waitClosed(timeoutMs = 3000): Promise<number> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        this.closed,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`still open after ${timeoutMs} ms; ${this.#history()}`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Close from the client side and resolve with the close code (bounded: gives up waiting after `timeoutMs`). */
   async close(code = 1000, timeoutMs = 3000): Promise<number | undefined> {
     if (this.#closeCode !== undefined) return this.#closeCode;
