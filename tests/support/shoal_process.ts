@@ -31,15 +31,20 @@ export function shoalTarget(): ShoalTarget {
 }
 
 function command(target: ShoalTarget, configPath: string): { cmd: string; args: string[] } {
+  return shoalCommand(target, ["-c", configPath]);
+}
+
+/** The command line that runs Shoal with `args` on a target. */
+export function shoalCommand(target: ShoalTarget, args: string[]): { cmd: string; args: string[] } {
   switch (target) {
     case "deno":
-      return { cmd: "deno", args: ["run", "-A", "main.ts", "-c", configPath] };
+      return { cmd: "deno", args: ["run", "-A", "main.ts", ...args] };
     case "bun":
-      return { cmd: "bun", args: ["run", "main.ts", "-c", configPath] };
+      return { cmd: "bun", args: ["run", "main.ts", ...args] };
     case "binary": {
       const binary = process.env.SHOAL_BINARY;
       if (!binary) throw new Error("SHOAL_TARGET=binary needs SHOAL_BINARY, the path of the compiled executable");
-      return { cmd: binary, args: ["-c", configPath] };
+      return { cmd: binary, args };
     }
   }
 }
