@@ -2,7 +2,7 @@ import { getLogger } from "@logtape/logtape";
 import { CloseCodes } from "../protocol/close_codes.ts";
 import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
 import { Errors, EventError } from "../protocol/errors.ts";
-import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame } from "../protocol/frames.ts";
+import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame, revokedFrame } from "../protocol/frames.ts";
 import { EVENT_HANDLERS, removeSubscription, unsubscribeCallbacks } from "./events.ts";
 import type { Router } from "./router.ts";
 import type { Subscription } from "./subscription.ts";
@@ -86,7 +86,7 @@ export class Session {
         log.info("authorization expired", { session: this.id, subscription: subscription.name, error });
         removeSubscription(this.#router, this, subscription);
         await unsubscribeCallbacks(this.#router, subscription);
-        this.send({ event: "unsubscribe", subscription: subscription.name, error, ...subscription.extra });
+        this.send(revokedFrame(subscription.name, error, { extra: subscription.extra }));
       },
     });
   }

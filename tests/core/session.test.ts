@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { flush, until } from "../support/fake_clock.ts";
+import { flush, gate, until } from "../support/fake_clock.ts";
 import { Harness } from "../support/harness.ts";
 
 const AUTHZ = "http://svc.test/authorize";
@@ -9,12 +9,6 @@ const BEFORE_UNSUB = "http://svc.test/before_unsubscribe";
 const ON_UNSUB = "http://svc.test/on_unsubscribe";
 const CHANGE = "http://svc.test/on_authorization_change";
 const BEAT = "http://svc.test/heartbeat";
-
-function gate(): { promise: Promise<void>; open(): void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
 
 const config = {
   services: {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { until } from "../support/fake_clock.ts";
+import { gate, until } from "../support/fake_clock.ts";
 import { Harness } from "../support/harness.ts";
 
 const AUTHZ = "http://svc.test/authorize";
@@ -187,12 +187,6 @@ test("a message without on_message gets no reply", async () => {
   assert.deepEqual(await c.call({ event: "message", subscription: "open.t", data: 1 }), []);
   assert.deepEqual(h.events.at(-1), { name: "message", success: true });
 });
-
-function gate(): { promise: Promise<void>; open(): void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
 
 test("messages published during setup are delivered right after the OK, without received_at/queue_size", async () => {
   const h = await new Harness(config).start();

@@ -65,3 +65,10 @@ export async function until(condition: () => boolean, what = "condition", ms = 2
     await new Promise<void>((resolve) => setTimeout(resolve, 1));
   }
 }
+
+/** A promise the test opens when it chooses: holds a scripted service reply. */
+export function gate(): { promise: Promise<void>; open(): void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
