@@ -1,7 +1,22 @@
 /// <reference types="@types/bun" />
 import type { Hono } from "hono";
 import { upgradeWebSocket, websocket } from "hono/bun";
-import type { Listener, Runtime, ServeOptions } from "./runtime.ts";
+import type { ServerWebSocket } from "bun";
+import type { Listener, Runtime, ServeOptions, SocketSupport } from "./runtime.ts";
+
+/** Hono keeps the connection's event handlers in `ws.data.events`; Shoal's carry an `onPong` beside them. */
+type Socket = ServerWebSocket<{ events: { onPong?: () => void } }>;
+
+const socket: SocketSupport = {
+  ping: (raw) => (raw as Socket).ping(),
+  upgradeOptions: () => undefined,
+  send(raw, text, maxBufferedBytes) {
+    const ws = raw as Socket;
+    // 0: dropped, because the buffer was already past `backpressureLimit`.
+    return ws.send(text) !== 0 && ws.getBufferedAmount() <= maxBufferedBytes;
+  },
+  terminate: (raw) => (raw as Socket).terminate(),
+};
 
 function serve(app: Hono, options: ServeOptions): Listener {
   const server = Bun.serve({
@@ -13,6 +28,10 @@ function serve(app: Hono, options: ServeOptions): Listener {
       ...websocket,
       // Bun closes with 1009 itself past this size.
       maxPayloadLength: options.maxMessageBytes,
+      // Past this Bun drops frames (send returns 0); Shoal closes the connection before or when that happens.
+      backpressureLimit: options.maxBufferedBytes,
+      closeOnBackpressureLimit: false,
+      pong: (ws: Parameters<typeof websocket.open>[0]) => (ws as unknown as Socket).data.events.onPong?.(),
       // Shoal sends its own pings; Bun's idle timeout would close quiet but healthy clients.
       idleTimeout: 0,
       sendPings: false,
@@ -31,6 +50,7 @@ export const runtime: Runtime = {
   name: "bun",
   version: Bun.version,
   upgradeWebSocket,
+  socket,
   serve,
   readTextFile: (path) => Bun.file(path).text(),
   env: (name) => Bun.env[name],

@@ -1,7 +1,7 @@
 /// <reference lib="deno.ns" />
 import type { Hono } from "hono";
 import { defineWebSocketHelper, WSContext } from "hono/ws";
-import type { Listener, Runtime, ServeOptions } from "./runtime.ts";
+import type { Listener, Runtime, ServeOptions, SocketSupport } from "./runtime.ts";
 
 /**
  * Hono's `hono/deno` helper, except that the `Upgrade` header is matched without regard to case (the stock one
@@ -12,7 +12,7 @@ const upgradeWebSocket = defineWebSocketHelper((c, events, options) => {
   const protocol = c.req.header("sec-websocket-protocol")?.split(",")[0]?.trim();
   const { response, socket } = Deno.upgradeWebSocket(c.req.raw, {
     ...(protocol ? { protocol } : {}),
-    idleTimeout: 0, // Shoal sends its own pings
+    idleTimeout: 0, // unless the keep-alive settings ask for one (see `socket.upgradeOptions`)
     ...(options as Deno.UpgradeWebSocketOptions | undefined),
   });
   socket.binaryType = "arraybuffer";
@@ -35,6 +35,21 @@ const upgradeWebSocket = defineWebSocketHelper((c, events, options) => {
   return response;
 });
 
+/**
+ * Deno's server WebSocket has no ping() and no pong event. Its `idleTimeout` is the only keep-alive: after
+ * `idleTimeout / 2` seconds without a frame from the client it pings, and if nothing arrives in another
+ * `idleTimeout / 2` it closes with 1001 "No response from ping frame.". Shoal sets it so the client is dropped
+ * after `interval + timeout` of silence, SocketShark's worst case.
+ */
+const socket: SocketSupport = {
+  upgradeOptions: (ping) => (ping.interval > 0 ? { idleTimeout: ping.interval + ping.timeout } : undefined),
+  send(raw, text, maxBufferedBytes) {
+    const ws = raw as WebSocket;
+    ws.send(text);
+    return ws.bufferedAmount <= maxBufferedBytes;
+  },
+};
+
 function serve(app: Hono, options: ServeOptions): Listener {
   const server = Deno.serve({
     hostname: options.host,
@@ -56,6 +71,7 @@ export const runtime: Runtime = {
   name: "deno",
   version: Deno.version.deno,
   upgradeWebSocket,
+  socket,
   serve,
   readTextFile: (path) => Deno.readTextFile(path),
   env: (name) => Deno.env.get(name),

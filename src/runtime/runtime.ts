@@ -14,6 +14,23 @@ export interface ServeOptions {
   readonly tls?: { readonly cert: string; readonly key: string };
   /** Largest incoming WebSocket message, bytes. */
   readonly maxMessageBytes: number;
+  /** Largest send buffer per connection, bytes, before the client counts as a slow consumer. */
+  readonly maxBufferedBytes: number;
+}
+
+/**
+ * What Shoal does with a server WebSocket beyond Hono's `WSContext`; `raw` is the runtime's socket
+ * (`WSContext.raw`). Pongs reach the connection through an `onPong` handler next to Hono's `onMessage`.
+ */
+export interface SocketSupport {
+  /** Send a ping frame. Absent where the runtime has no server ping (Deno), which pings through `upgradeOptions`. */
+  readonly ping?: (raw: unknown) => void;
+  /** Options for the runtime's upgrade helper given the keep-alive settings (seconds). */
+  upgradeOptions(ping: { readonly interval: number; readonly timeout: number }): unknown;
+  /** Send a text frame; false when the client is not keeping up: its buffer passed the limit or the frame was dropped. */
+  send(raw: unknown, text: string, maxBufferedBytes: number): boolean;
+  /** Drop the connection without a close handshake (a slow consumer that never reads its close frame). */
+  readonly terminate?: (raw: unknown) => void;
 }
 
 /** What `main.ts` needs from Deno or Bun; `deno.ts` and `bun.ts` are the only files that touch either. */
@@ -21,6 +38,7 @@ export interface Runtime {
   readonly name: "deno" | "bun";
   readonly version: string;
   readonly upgradeWebSocket: UpgradeWebSocket;
+  readonly socket: SocketSupport;
   serve(app: Hono, options: ServeOptions): Listener;
   readTextFile(path: string): Promise<string>;
   env(name: string): string | undefined;

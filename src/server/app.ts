@@ -7,6 +7,8 @@ import type { Router } from "../core/router.ts";
 import type { Session } from "../core/session.ts";
 import { parsePublishedMessage } from "../protocol/broker_message.ts";
 import { CloseCodes } from "../protocol/close_codes.ts";
+import type { SocketSupport } from "../runtime/runtime.ts";
+import { KeepAlive } from "./keep_alive.ts";
 
 const log = getLogger(["shoal", "server"]);
 
@@ -14,6 +16,8 @@ export interface AppOptions {
   readonly router: Router;
   /** The runtime's WebSocket upgrade helper (`src/runtime/*`). */
   readonly upgradeWebSocket: UpgradeWebSocket;
+  /** The runtime's ping, send-buffer and terminate support. */
+  readonly socket: SocketSupport;
 }
 
 /**
@@ -78,7 +82,10 @@ export function createApp(options: AppOptions): Hono {
 
   app.get(
     "*",
-    options.upgradeWebSocket(() => connectionEvents(router)),
+    options.upgradeWebSocket(
+      () => connectionEvents(router, options.socket),
+      options.socket.upgradeOptions(router.config.ws.ping),
+    ),
     (c) => c.json({ status: "error", error: "Upgrade Required: this is a WebSocket endpoint." }, 426),
   );
   return app;
@@ -88,53 +95,95 @@ export function createApp(options: AppOptions): Hono {
  * The events of one WebSocket connection. Every handler catches: on Deno an exception in a WebSocket handler
  * would end the process. State lives in this closure, created once per connection on both runtimes.
  */
-function connectionEvents(router: Router) {
+function connectionEvents(router: Router, support: SocketSupport) {
+  const { maxMessageBytes, maxBufferedBytes, ping } = router.config.ws;
   let session: Session | undefined;
-  const maxBytes = router.config.ws.maxMessageBytes;
+  let keepAlive: KeepAlive | undefined;
+  let closed = false;
+  let terminateTimer: unknown;
+
+  function close(raw: WSContext, code: number, reason: string): void {
+    try {
+      raw.close(code, reason);
+    } catch (error) {
+      log.debug("connection already closing", { session: session?.id, error: String(error) });
+    }
+  }
+
+  /** The client stopped reading: close it, and drop it if it does not read its close frame either. */
+  function slowConsumer(raw: WSContext): void {
+    if (!session?.open) return;
+    log.warn("slow consumer; closing", { session: session.id, maxBufferedBytes });
+    router.observer.dropped?.("backpressure");
+    void session.close(CloseCodes.slowConsumer, "slow consumer");
+    if (support.terminate) {
+      terminateTimer = router.clock.setTimeout(() => {
+        if (!closed) support.terminate!(raw.raw);
+      }, ping.timeout * 1000);
+    }
+  }
+
   return {
-    onOpen(_event: Event, ws: WSContext) {
+    onOpen(_event: Event, raw: WSContext) {
       try {
-        const raw = ws;
         session = router.connect({
           send(text) {
             try {
-              if (raw.readyState === 1) raw.send(text);
+              if (raw.readyState === 1 && !support.send(raw.raw, text, maxBufferedBytes)) slowConsumer(raw);
             } catch (error) {
-              log.debug("attempted to send to closed socket", { error: String(error) });
+              log.debug("attempted to send to closed socket", { session: session?.id, error: String(error) });
             }
           },
-          close(code, reason) {
-            try {
-              raw.close(code, reason);
-            } catch (error) {
-              log.debug("connection already closing", { error: String(error) });
-            }
-          },
+          close: (code, reason) => close(raw, code, reason ?? ""),
         });
-        if (!session) raw.close(CloseCodes.normal, "");
+        if (!session) return close(raw, CloseCodes.normal, "");
+        if (support.ping) {
+          const id = session.id;
+          keepAlive = new KeepAlive(router.clock, ping, () => {
+            try {
+              support.ping!(raw.raw);
+            } catch (error) {
+              log.debug("ping failed", { session: id, error: String(error) });
+            }
+          }, () => {
+            log.info("ping timeout", { session: id });
+            void session?.close(CloseCodes.normal);
+          });
+          keepAlive.start();
+        }
       } catch (error) {
         log.error("unhandled error in open handler", { error: String(error) });
       }
     },
-    onMessage(event: MessageEvent, _ws: WSContext) {
+    onMessage(event: MessageEvent, _raw: WSContext) {
       try {
         if (!session) return;
         const data = event.data as string | ArrayBuffer | Uint8Array | Blob;
         if (data instanceof Blob) return; // binaryType is arraybuffer on both runtimes; a Blob never arrives
-        if (exceeds(data, maxBytes)) {
+        if (exceeds(data, maxMessageBytes)) {
           void session.close(CloseCodes.messageTooBig, "message too big");
           return;
         }
         session.receive(data);
       } catch (error) {
-        log.error("unhandled error in consumer handler", { error: String(error) });
+        log.error("unhandled error in consumer handler", { session: session?.id, error: String(error) });
       }
     },
-    onClose() {
-      session?.disconnected().catch((error) => log.error("teardown failed", { error: String(error) }));
+    /** Not a Hono event: the Bun runtime calls it for every pong frame. */
+    onPong() {
+      keepAlive?.pong();
+    },
+    onClose(event: CloseEvent) {
+      closed = true;
+      keepAlive?.stop();
+      router.clock.clearTimeout(terminateTimer);
+      if (event.code === 1001 && event.reason === "No response from ping frame.") {
+        log.info("ping timeout", { session: session?.id });
+      }
+      session?.disconnected().catch((error) => log.error("teardown failed", { session: session?.id, error: String(error) }));
     },
     onError(event: Event) {
-      log.debug("websocket error", { error: String((event as ErrorEvent).message ?? event.type) });
+      log.debug("websocket error", { session: session?.id, error: String((event as ErrorEvent).message ?? event.type) });
     },
   };
 }
