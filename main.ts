@@ -108,7 +108,14 @@ async function main(): Promise<void> {
   const log = getLogger(["shoal"]);
 
   const fetch = config.http.caFile ? runtime.fetchWithCa(await runtime.readTextFile(config.http.caFile)) : undefined;
-  const router = new Router({ config, broker: createBroker(config.broker), fetch });
+  // Set once the listener exists; a fatal broker loss before that only fails start-up.
+  let stop: ((reason: string) => Promise<void>) | undefined;
+  const router = new Router({
+    config,
+    broker: createBroker(config.broker),
+    fetch,
+    onFatal: (reason) => void stop?.(reason),
+  });
   try {
     await router.start();
   } catch (error) {
@@ -120,26 +127,33 @@ async function main(): Promise<void> {
   const tls = config.ws.tls
     ? { cert: await runtime.readTextFile(config.ws.tls.cert), key: await runtime.readTextFile(config.ws.tls.key) }
     : undefined;
-  const app = createApp({ router, upgradeWebSocket: runtime.upgradeWebSocket });
+  const app = createApp({ router, upgradeWebSocket: runtime.upgradeWebSocket, socket: runtime.socket });
   const listener = runtime.serve(app, {
     host: config.ws.host,
     port: config.ws.port,
     tls,
     maxMessageBytes: config.ws.maxMessageBytes,
+    maxBufferedBytes: config.ws.maxBufferedBytes,
   });
   // Signal handlers go in before "ready" is announced, so a supervisor's early SIGTERM is always graceful.
-  let signals = 0;
-  runtime.onSignal(async (signal) => {
-    if (++signals > 1) {
-      log.warn("second signal; exiting at once", { signal });
-      runtime.exit(1);
-    }
-    log.info("stop requested", { signal });
+  let stopping = false;
+  stop = async (reason) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("stop requested", { reason });
     // Sessions first (close 1000 and their callbacks), then the listener: stopping the listener first would close
     // the WebSockets with 1001 on Deno, and on Bun it waits for them to close.
     await router.shutdown();
     await listener.stop();
     runtime.exit(0);
+  };
+  let signals = 0;
+  runtime.onSignal((signal) => {
+    if (++signals > 1) {
+      log.warn("second signal; exiting at once", { signal });
+      runtime.exit(1);
+    }
+    void stop!(signal);
   });
   log.info("shoal ready", {
     host: config.ws.host,

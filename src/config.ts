@@ -22,6 +22,14 @@ export const DEFAULTS = {
     requireAuthentication: true,
     authorizationRenewalJitter: 0,
   },
+  redis: {
+    channelPrefix: "",
+    pingInterval: 10,
+    pingTimeout: 5,
+    connectTimeout: 10,
+    maxReconnectDelay: 5,
+    onConnectionLoss: "reconnect",
+  },
   publish: { maxBodyBytes: 1024 * 1024 },
   log: { level: "info", format: "auto" },
   shutdown: { drainTimeout: 10 },
@@ -74,6 +82,52 @@ const ServiceSchema = v.pipe(
 );
 
 const MemoryBrokerSchema = v.strictObject({ kind: v.literal("memory") });
+
+const redisUrl = (what: string) =>
+  v.pipe(
+    url(what),
+    v.check((u) => /^rediss?:\/\//.test(u), `${what} must be a redis:// or rediss:// URL`),
+  );
+const channelPrefix = v.optional(v.string("channelPrefix must be a string"), DEFAULTS.redis.channelPrefix);
+
+/** What every node-redis based broker shares: health check, start-up timeout, reconnects (seconds). */
+const redisConnection = {
+  channelPrefix,
+  pingInterval: v.optional(seconds("pingInterval"), DEFAULTS.redis.pingInterval),
+  pingTimeout: v.optional(seconds("pingTimeout"), DEFAULTS.redis.pingTimeout),
+  connectTimeout: v.optional(positiveSeconds("connectTimeout"), DEFAULTS.redis.connectTimeout),
+  maxReconnectDelay: v.optional(positiveSeconds("maxReconnectDelay"), DEFAULTS.redis.maxReconnectDelay),
+  onConnectionLoss: v.optional(v.picklist(["reconnect", "shutdown"]), DEFAULTS.redis.onConnectionLoss),
+};
+
+const RedisBrokerSchema = v.strictObject({
+  kind: v.literal("redis"),
+  url: redisUrl("broker.url"),
+  ...redisConnection,
+  /** A second Redis during migrations (SocketShark's REDIS_ALT): every channel is subscribed on both. */
+  alt: v.optional(v.strictObject({ url: redisUrl("broker.alt.url"), channelPrefix })),
+});
+
+const RedisClusterBrokerSchema = v.strictObject({
+  kind: v.literal("redis-cluster"),
+  nodes: v.pipe(
+    v.array(redisUrl("broker.nodes[]"), "broker.nodes must be a list of redis:// URLs"),
+    v.minLength(1, "broker.nodes needs at least one node"),
+  ),
+  /** SSUBSCRIBE/SPUBLISH (Redis 7 sharded pub/sub) instead of cluster-wide SUBSCRIBE/PUBLISH. */
+  sharded: v.optional(v.boolean(), false),
+  ...redisConnection,
+});
+
+const UpstashBrokerSchema = v.strictObject({
+  kind: v.literal("upstash"),
+  url: url("broker.url"),
+  token: v.pipe(v.string("broker.token must be a string"), v.minLength(1, "broker.token must not be empty")),
+  channelPrefix,
+  connectTimeout: v.optional(positiveSeconds("connectTimeout"), DEFAULTS.redis.connectTimeout),
+  maxReconnectDelay: v.optional(positiveSeconds("maxReconnectDelay"), DEFAULTS.redis.maxReconnectDelay),
+  onConnectionLoss: v.optional(v.picklist(["reconnect", "shutdown"]), DEFAULTS.redis.onConnectionLoss),
+});
 
 const ConfigSchema = v.strictObject({
   ws: v.optional(
@@ -128,7 +182,7 @@ const ConfigSchema = v.strictObject({
     ),
     {},
   ),
-  broker: v.optional(v.variant("kind", [MemoryBrokerSchema]), { kind: "memory" }),
+  broker: v.optional(v.variant("kind", [MemoryBrokerSchema, RedisBrokerSchema, RedisClusterBrokerSchema, UpstashBrokerSchema]), { kind: "memory" }),
   publish: v.optional(
     v.strictObject({
       token: v.optional(v.pipe(v.string(), v.minLength(1, "publish.token must not be empty"))),
@@ -168,6 +222,9 @@ export type ConfigInput = v.InferInput<typeof ConfigSchema>;
 export type Config = v.InferOutput<typeof ConfigSchema>;
 export type ServiceConfig = v.InferOutput<typeof ServiceSchema>;
 export type BrokerConfig = Config["broker"];
+export type RedisBrokerConfig = Extract<BrokerConfig, { kind: "redis" }>;
+export type RedisClusterBrokerConfig = Extract<BrokerConfig, { kind: "redis-cluster" }>;
+export type UpstashBrokerConfig = Extract<BrokerConfig, { kind: "upstash" }>;
 
 /** Types a config module's default export; it returns its argument unchanged. */
 export function defineConfig(config: ConfigInput): ConfigInput {

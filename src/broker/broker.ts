@@ -14,6 +14,13 @@ export interface BrokerMessage {
 export interface BrokerStatus {
   readonly ready: boolean;
   readonly reason?: string;
+  /** The broker gave up (`onConnectionLoss: "shutdown"`): the server should shut down, as SocketShark does. */
+  readonly fatal?: boolean;
+}
+
+export interface BrokerHandlers {
+  onMessage(message: BrokerMessage): void;
+  onStatus?(status: BrokerStatus): void;
 }
 
 /**
@@ -21,8 +28,8 @@ export interface BrokerStatus {
  * Subscribe and unsubscribe calls for one channel never overlap: the hub serializes them.
  */
 export interface Broker {
-  /** Connect and start delivering messages of subscribed channels to `onMessage`. */
-  start(handlers: { onMessage(message: BrokerMessage): void; onStatus?(status: BrokerStatus): void }): Promise<void>;
+  /** Connect (failing if that takes longer than the configured connect timeout) and start delivering messages of subscribed channels to `onMessage`. */
+  start(handlers: BrokerHandlers): Promise<void>;
   /** Resolves once messages of the channel will be delivered; rejects if the broker cannot subscribe. */
   subscribe(channel: string): Promise<void>;
   /** Stop receiving a channel; unsubscribing a channel that is not subscribed does nothing. */

@@ -18,6 +18,8 @@ export interface RouterObserver {
   received?(): void;
   /** A message not delivered now, by reason. */
   filtered?(reason: "fields" | "order" | "throttle"): void;
+  /** A connection dropped for not keeping up (its send buffer passed `ws.maxBufferedBytes`). */
+  dropped?(reason: "backpressure"): void;
   ready?(ready: boolean): void;
 }
 
@@ -30,6 +32,8 @@ export interface RouterOptions {
   readonly fetch?: typeof fetch;
   readonly clock?: Clock;
   readonly observer?: RouterObserver;
+  /** The broker gave up (`onConnectionLoss: "shutdown"`): the caller shuts the server down. */
+  readonly onFatal?: (reason: string) => void;
 }
 
 /**
@@ -49,12 +53,14 @@ export class Router {
   #idPrefix = Math.random().toString(36).slice(2, 8);
   #stopping: Promise<void> | undefined;
   #brokerReady = false;
+  readonly #onFatal: ((reason: string) => void) | undefined;
 
   constructor(options: RouterOptions) {
     this.config = options.config;
     this.clock = options.clock ?? systemClock;
     this.observer = options.observer ?? {};
     this.broker = options.broker;
+    this.#onFatal = options.onFatal;
     this.services = options.services ?? new ServiceClient({
       ...options.config.http,
       fetch: options.fetch,
@@ -135,5 +141,9 @@ export class Router {
     this.observer.ready?.(this.ready);
     if (status.ready) log.info("broker ready");
     else log.warn("broker not ready", { reason: status.reason });
+    if (status.fatal) {
+      log.error("broker connection lost; shutting down (onConnectionLoss: shutdown)", { reason: status.reason });
+      this.#onFatal?.(status.reason ?? "broker lost");
+    }
   }
 }

@@ -1,0 +1,41 @@
+import type { BrokerMessage } from "./broker.ts";
+
+/**
+ * A broker's receive queue: messages that arrived together (one network read, one publish batch) wait here
+ * and are handed on in order on a later microtask, each with the number still waiting behind it
+ * (SocketShark's `queue_size`). Never re-enters the caller.
+ */
+export class ReceiveQueue {
+  readonly #deliver: (message: BrokerMessage) => void;
+  readonly #items: { channel: string; payload: string }[] = [];
+  #head = 0;
+  #scheduled = false;
+
+  constructor(deliver: (message: BrokerMessage) => void) {
+    this.#deliver = deliver;
+  }
+
+  push(channel: string, payload: string): void {
+    this.#items.push({ channel, payload });
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => this.#drain());
+  }
+
+  /** Forget what is waiting (on close). */
+  clear(): void {
+    this.#items.length = 0;
+    this.#head = 0;
+  }
+
+  #drain(): void {
+    this.#scheduled = false;
+    const receivedAt = Date.now();
+    while (this.#head < this.#items.length) {
+      const queueSize = this.#items.length - this.#head;
+      const { channel, payload } = this.#items[this.#head++];
+      this.#deliver({ channel, payload, receivedAt, queueSize });
+    }
+    this.clear();
+  }
+}

@@ -1,0 +1,365 @@
+import { getLogger } from "@logtape/logtape";
+import { createClient, createCluster, type RedisClientOptions } from "redis";
+import type { RedisBrokerConfig, RedisClusterBrokerConfig } from "../config.ts";
+import { scrubUrl } from "../services/scrub_url.ts";
+import type { Broker, BrokerHandlers, BrokerStatus } from "./broker.ts";
+import { ReceiveQueue } from "./receive_queue.ts";
+
+const log = getLogger(["shoal", "broker"]);
+
+/** Per-command timeout (node-redis 6 defaults to 5 s; set here so it is a decision, not an accident). */
+const COMMAND_TIMEOUT_MS = 5000;
+
+type Listener = (message: string, channel: string) => void;
+
+/**
+ * One pub/sub source: a Redis server (subscriber and publisher connections) or a Redis Cluster. Channels given to
+ * a link are full Redis channel names (prefix included).
+ */
+interface Link {
+  /** The credential-scrubbed URL(s), for logs and errors. */
+  readonly label: string;
+  readonly prefix: string;
+  readonly ready: boolean;
+  connect(): Promise<void>;
+  subscribe(channel: string, listener: Listener): Promise<void>;
+  unsubscribe(channel: string, listener: Listener): Promise<void>;
+  publish(channel: string, payload: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface LinkEvents {
+  /** The link connected (again), after node-redis re-subscribed what it had. */
+  ready(): void;
+  /** The link lost its connection and is reconnecting (or gave up). */
+  lost(reason: string): void;
+}
+
+type Settings = Pick<
+  RedisBrokerConfig,
+  "pingInterval" | "pingTimeout" | "connectTimeout" | "maxReconnectDelay" | "onConnectionLoss"
+>;
+
+/**
+ * node-redis client options shared by every connection: RESP2 (any Redis ≥ 2.8, as SocketShark), explicit command
+ * timeout, no maintenance push notifications, commands refused rather than queued while disconnected, and
+ * SocketShark's health check: a PING every `pingInterval`, and a connection that stays silent for
+ * `pingInterval + pingTimeout` is dropped and reconnected (a half-open TCP connection is detected this way).
+ * Reconnects back off exponentially up to `maxReconnectDelay`; before the first connection they give up after
+ * `connectTimeout` so start-up fails fast.
+ */
+function clientOptions(settings: Settings, state: { connected: boolean; startedAt: number }) {
+  const healthCheck = settings.pingInterval > 0 && settings.pingTimeout > 0;
+  return {
+    RESP: 2 as const,
+    maintNotifications: "disabled" as const,
+    disableOfflineQueue: true,
+    commandOptions: { timeout: COMMAND_TIMEOUT_MS },
+    ...(healthCheck ? { pingInterval: settings.pingInterval * 1000 } : {}),
+    socket: {
+      connectTimeout: settings.connectTimeout * 1000,
+      ...(healthCheck ? { socketTimeout: (settings.pingInterval + settings.pingTimeout) * 1000 } : {}),
+      reconnectStrategy: (retries: number, cause: Error) => {
+        if (!state.connected) {
+          const waited = Date.now() - state.startedAt;
+          if (waited >= settings.connectTimeout * 1000) return cause;
+          return Math.min(100 * 2 ** retries, settings.connectTimeout * 1000 - waited);
+        }
+        if (settings.onConnectionLoss === "shutdown") return cause;
+        return Math.min(100 * 2 ** retries, settings.maxReconnectDelay * 1000) + Math.floor(Math.random() * 100);
+      },
+    },
+  } satisfies RedisClientOptions<never, never, never, 2>;
+}
+
+/** Wire a node-redis client's (or cluster node's) connection events to a link's state. */
+function watch(
+  emitter: { on(event: string, listener: (...args: unknown[]) => void): unknown },
+  onReady: () => void,
+  onLost: (reason: string) => void,
+): void {
+  emitter.on("ready", onReady);
+  emitter.on("error", (error) => onLost(String(error)));
+  emitter.on("reconnecting", () => onLost("reconnecting"));
+  emitter.on("terminated", (cause) => onLost(`gave up: ${String(cause)}`));
+}
+
+/** One Redis server: a dedicated subscriber connection, and a publisher for `POST /publish`. */
+class ServerLink implements Link {
+  readonly label: string;
+  readonly prefix: string;
+  readonly #subscriber;
+  readonly #publisher;
+  #subscriberReady = false;
+  #publisherReady = false;
+
+  constructor(url: string, prefix: string, settings: Settings, state: { connected: boolean; startedAt: number }, events: LinkEvents) {
+    this.label = scrubUrl(url);
+    this.prefix = prefix;
+    this.#subscriber = createClient({ ...clientOptions(settings, state), url });
+    this.#publisher = createClient({ ...clientOptions(settings, state), url });
+    watch(this.#subscriber, () => {
+      this.#subscriberReady = true;
+      events.ready();
+    }, (reason) => {
+      const was = this.#subscriberReady;
+      this.#subscriberReady = false;
+      if (was) events.lost(reason);
+    });
+    watch(this.#publisher, () => (this.#publisherReady = true), () => (this.#publisherReady = false));
+  }
+
+  get ready(): boolean {
+    return this.#subscriberReady;
+  }
+
+  async connect(): Promise<void> {
+    await Promise.all([this.#subscriber.connect(), this.#publisher.connect()]);
+  }
+
+  subscribe(channel: string, listener: Listener): Promise<void> {
+    return this.#subscriber.subscribe(channel, listener);
+  }
+
+  unsubscribe(channel: string, listener: Listener): Promise<void> {
+    return this.#subscriber.unsubscribe(channel, listener);
+  }
+
+  async publish(channel: string, payload: string): Promise<void> {
+    if (!this.#publisherReady) throw new Error(`not connected to ${this.label}`);
+    await this.#publisher.publish(channel, payload);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.#subscriber, this.#publisher].map((c) => c.isOpen ? c.close() : c.destroy()));
+  }
+}
+
+/**
+ * A Redis Cluster through node-redis `createCluster`. Sharded: SSUBSCRIBE/SPUBLISH, each channel on the shard that
+ * owns its slot; otherwise SUBSCRIBE/PUBLISH, which Redis Cluster propagates to every node.
+ */
+class ClusterLink implements Link {
+  readonly label: string;
+  readonly prefix: string;
+  readonly #cluster;
+  readonly #sharded: boolean;
+  /** Nodes (host:port) currently disconnected. */
+  readonly #down = new Set<string>();
+  #connected = false;
+
+  constructor(config: RedisClusterBrokerConfig, state: { connected: boolean; startedAt: number }, events: LinkEvents) {
+    this.label = config.nodes.map(scrubUrl).join(",");
+    this.prefix = config.channelPrefix;
+    this.#sharded = config.sharded;
+    this.#cluster = createCluster({
+      rootNodes: config.nodes.map((url) => ({ url })),
+      defaults: clientOptions(config, state),
+      RESP: 2,
+      useReplicas: false,
+    });
+    const node = (info: unknown) => {
+      const { host, port } = info as { host?: string; port?: number };
+      return `${host}:${port}`;
+    };
+    this.#cluster.on("node-ready", (info: unknown) => {
+      const wasReady = this.ready;
+      this.#down.delete(node(info));
+      if (!wasReady && this.ready) events.ready();
+    });
+    const lost = (info: unknown, reason: string) => {
+      const wasReady = this.ready;
+      this.#down.add(node(info));
+      if (wasReady) events.lost(`${node(info)}: ${reason}`);
+    };
+    this.#cluster.on("node-error", (error: unknown, info: unknown) => lost(info, String(error)));
+    this.#cluster.on("node-reconnecting", (info: unknown) => lost(info, "reconnecting"));
+    this.#cluster.on("error", (error: unknown) => log.warn("redis cluster error", { error: String(error) }));
+  }
+
+  get ready(): boolean {
+    return this.#connected && this.#down.size === 0;
+  }
+
+  async connect(): Promise<void> {
+    await this.#cluster.connect();
+    this.#connected = true;
+  }
+
+  subscribe(channel: string, listener: Listener): Promise<void> {
+    return this.#sharded ? this.#cluster.sSubscribe(channel, listener) : this.#cluster.subscribe(channel, listener);
+  }
+
+  unsubscribe(channel: string, listener: Listener): Promise<void> {
+    // One channel at a time: sUnsubscribe() without arguments crashes in node-redis 6.3.1.
+    return this.#sharded ? this.#cluster.sUnsubscribe(channel, listener as never) : this.#cluster.unsubscribe(channel, listener as never);
+  }
+
+  async publish(channel: string, payload: string): Promise<void> {
+    await (this.#sharded ? this.#cluster.sPublish(channel, payload) : this.#cluster.publish(channel, payload));
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#cluster.close();
+    } catch {
+      this.#cluster.destroy();
+    }
+  }
+}
+
+/**
+ * Redis pub/sub as SocketShark uses it (§4): channel = prefix + subscription name, SUBSCRIBE on the first local
+ * subscriber and UNSUBSCRIBE on the last, every channel on each configured Redis (`alt` for migrations). Unlike
+ * SocketShark it survives outages (decision 8): node-redis reconnects with backoff and re-subscribes what it had;
+ * channels subscribed while disconnected are subscribed when the connection is back; readiness is false meanwhile.
+ * With `onConnectionLoss: "shutdown"` a loss is reported as fatal instead.
+ */
+export class RedisBroker implements Broker {
+  readonly #links: Link[];
+  readonly #settings: Settings;
+  readonly #state = { connected: false, startedAt: 0 };
+  /** Subscription names wanted by the hub. */
+  readonly #channels = new Set<string>();
+  /** Per link: subscription names whose SUBSCRIBE succeeded (node-redis re-subscribes these after a reconnect). */
+  readonly #live: Set<string>[];
+  readonly #listeners: Listener[];
+  #handlers: BrokerHandlers | undefined;
+  #queue: ReceiveQueue | undefined;
+  #ready = false;
+  #closed = false;
+
+  constructor(config: RedisBrokerConfig | RedisClusterBrokerConfig) {
+    this.#settings = config;
+    const events = (index: number): LinkEvents => ({
+      ready: () => void this.#linkReady(index),
+      lost: (reason) => this.#linkLost(index, reason),
+    });
+    if (config.kind === "redis-cluster") {
+      this.#links = [new ClusterLink(config, this.#state, events(0))];
+    } else {
+      this.#links = [new ServerLink(config.url, config.channelPrefix, config, this.#state, events(0))];
+      if (config.alt) this.#links.push(new ServerLink(config.alt.url, config.alt.channelPrefix, config, this.#state, events(1)));
+    }
+    this.#live = this.#links.map(() => new Set());
+    this.#listeners = this.#links.map((link) => (payload: string, channel: string) => {
+      const name = channel.slice(link.prefix.length);
+      if (this.#channels.has(name)) this.#queue?.push(name, payload);
+    });
+  }
+
+  get ready(): boolean {
+    return this.#ready && !this.#closed;
+  }
+
+  get channels(): ReadonlySet<string> {
+    return this.#channels;
+  }
+
+  async start(handlers: BrokerHandlers): Promise<void> {
+    this.#handlers = handlers;
+    this.#queue = new ReceiveQueue((message) => handlers.onMessage(message));
+    this.#state.startedAt = Date.now();
+    const seconds = this.#settings.connectTimeout;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no connection within ${seconds} s`)), seconds * 1000);
+    });
+    try {
+      for (const link of this.#links) {
+        try {
+          await Promise.race([link.connect(), timeout]);
+        } catch (error) {
+          throw new Error(`cannot connect to Redis at ${link.label}: ${errorText(error)}`);
+        }
+      }
+    } catch (error) {
+      await Promise.allSettled(this.#links.map((link) => link.close()));
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#state.connected = true;
+    this.#updateStatus();
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    if (this.#closed) throw new Error("broker closed");
+    this.#channels.add(channel);
+    // A link that is down subscribes when it is back (#linkReady); the subscription is accepted meanwhile.
+    await Promise.all(this.#links.map((link, i) => link.ready ? this.#subscribeOn(i, channel) : undefined));
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.#channels.delete(channel);
+    await Promise.all(this.#links.map((link, i) => link.ready ? this.#unsubscribeOn(i, channel) : undefined));
+  }
+
+  /** Publish on the first Redis (the HTTP publish API); services publishing themselves may use either. */
+  async publish(channel: string, payload: string): Promise<void> {
+    if (this.#closed) throw new Error("broker closed");
+    const link = this.#links[0];
+    await link.publish(link.prefix + channel, payload);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#channels.clear();
+    this.#queue?.clear();
+    await Promise.allSettled(this.#links.map((link) => link.close()));
+  }
+
+  async #subscribeOn(index: number, channel: string): Promise<void> {
+    const link = this.#links[index];
+    await link.subscribe(link.prefix + channel, this.#listeners[index]);
+    this.#live[index].add(channel);
+    // Unsubscribed while the SUBSCRIBE was in flight: undo it.
+    if (!this.#channels.has(channel)) await this.#unsubscribeOn(index, channel);
+  }
+
+  async #unsubscribeOn(index: number, channel: string): Promise<void> {
+    if (!this.#live[index].delete(channel)) return;
+    const link = this.#links[index];
+    await link.unsubscribe(link.prefix + channel, this.#listeners[index]);
+  }
+
+  /** A link is (back) up: bring its channels in line with what the hub wants, then report readiness. */
+  async #linkReady(index: number): Promise<void> {
+    if (!this.#state.connected || this.#closed) return;
+    log.info("redis connected", { url: this.#links[index].label, channels: this.#channels.size });
+    const live = this.#live[index];
+    const work: Promise<void>[] = [];
+    for (const channel of this.#channels) if (!live.has(channel)) work.push(this.#subscribeOn(index, channel));
+    for (const channel of live) if (!this.#channels.has(channel)) work.push(this.#unsubscribeOn(index, channel));
+    const results = await Promise.allSettled(work);
+    for (const result of results) {
+      if (result.status === "rejected") log.error("redis re-subscribe failed", { error: errorText(result.reason) });
+    }
+    this.#updateStatus();
+  }
+
+  #linkLost(index: number, reason: string): void {
+    if (!this.#state.connected || this.#closed) return;
+    log.warn("redis connection lost", { url: this.#links[index].label, reason });
+    if (this.#settings.onConnectionLoss === "shutdown") {
+      this.#ready = false;
+      this.#handlers?.onStatus?.({ ready: false, reason: `redis connection lost: ${reason}`, fatal: true });
+      return;
+    }
+    this.#updateStatus(reason);
+  }
+
+  #updateStatus(reason?: string): void {
+    const ready = this.#links.every((link) => link.ready);
+    if (ready === this.#ready) return;
+    this.#ready = ready;
+    const status: BrokerStatus = ready ? { ready } : { ready, reason: reason ?? "redis disconnected" };
+    this.#handlers?.onStatus?.(status);
+  }
+}
+
+function errorText(error: unknown): string {
+  if (error instanceof AggregateError) return error.errors.map(errorText).join("; ");
+  return error instanceof Error ? error.message : String(error);
+}
