@@ -2,6 +2,7 @@ import type { BrokerConfig } from "../config.ts";
 import type { Broker } from "./broker.ts";
 import { MemoryBroker } from "./memory_broker.ts";
 import { RedisBroker } from "./redis_broker.ts";
+import { UpstashBroker } from "./upstash_broker.ts";
 
 /** The broker a config names. */
 export function createBroker(config: BrokerConfig): Broker {
@@ -12,6 +13,6 @@ export function createBroker(config: BrokerConfig): Broker {
     case "redis-cluster":
       return new RedisBroker(config);
     case "upstash":
-      throw new Error("upstash: not built yet");
+      return new UpstashBroker(config);
   }
 }
