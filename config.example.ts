@@ -68,6 +68,20 @@ export default {
 
   // Where published messages come from. "memory" keeps everything in this process (feed it with POST /publish).
   broker: { kind: "memory" },
+  // Redis, as SocketShark (services PUBLISH to `channelPrefix + subscription`); seconds throughout:
+  // broker: {
+  //   kind: "redis",
+  //   url: "redis://:password@localhost:6379/0", // rediss:// for TLS
+  //   channelPrefix: "",
+  //   pingInterval: 10, // PING every 10 s; a connection silent for pingInterval + pingTimeout is replaced
+  //   pingTimeout: 5,
+  //   connectTimeout: 10, // at start-up: exit 1 if Redis cannot be reached within this
+  //   maxReconnectDelay: 5, // reconnect backoff cap after an outage
+  //   onConnectionLoss: "reconnect", // or "shutdown", SocketShark's behaviour
+  //   // alt: { url: "redis://new-redis:6379/0", channelPrefix: "" }, // a second Redis during a migration
+  // },
+  // broker: { kind: "redis-cluster", nodes: ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"], sharded: true },
+  // broker: { kind: "upstash", url: "https://eu1-example.upstash.io", token: "AX...=" },
 
   // POST /publish takes the same JSON a service would PUBLISH to Redis, with `Authorization: Bearer <token>`.
   // Without a token the endpoint is disabled.
@@ -75,6 +89,10 @@ export default {
 
   // level: trace | debug | info | warning | error | fatal; format: auto (logfmt on a terminal, else JSON lines) | json | pretty
   log: { level: "info", format: "auto" },
+
+  // Prometheus text at GET /metrics on the main port, or on its own listener with `port` (and `host`).
+  // `prefix: "socketshark"` gives SocketShark's metric names. `log: {}` logs SocketShark's debug "metrics" lines.
+  metrics: { prometheus: { prefix: "shoal" } },
 
   // Seconds to wait for sessions' unsubscribe callbacks at shutdown before exiting anyway.
   shutdown: { drainTimeout: 10 },

@@ -13,7 +13,8 @@ import { type Config, ConfigError, parseConfig } from "./src/config.ts";
 import { Router } from "./src/core/router.ts";
 import { setupLogging } from "./src/log.ts";
 import type { Runtime } from "./src/runtime/runtime.ts";
-import { createApp } from "./src/server/app.ts";
+import { createMetrics } from "./src/metrics/metrics.ts";
+import { createApp, createMetricsApp } from "./src/server/app.ts";
 
 export const VERSION = "0.1.0";
 
@@ -110,10 +111,12 @@ async function main(): Promise<void> {
   const fetch = config.http.caFile ? runtime.fetchWithCa(await runtime.readTextFile(config.http.caFile)) : undefined;
   // Set once the listener exists; a fatal broker loss before that only fails start-up.
   let stop: ((reason: string) => Promise<void>) | undefined;
+  const metrics = createMetrics(config.metrics);
   const router = new Router({
     config,
     broker: createBroker(config.broker),
     fetch,
+    observer: metrics.observer,
     onFatal: (reason) => void stop?.(reason),
   });
   try {
@@ -127,7 +130,13 @@ async function main(): Promise<void> {
   const tls = config.ws.tls
     ? { cert: await runtime.readTextFile(config.ws.tls.cert), key: await runtime.readTextFile(config.ws.tls.key) }
     : undefined;
-  const app = createApp({ router, upgradeWebSocket: runtime.upgradeWebSocket, socket: runtime.socket });
+  const prometheus = config.metrics.prometheus;
+  const app = createApp({
+    router,
+    upgradeWebSocket: runtime.upgradeWebSocket,
+    socket: runtime.socket,
+    metrics: prometheus?.port === undefined ? metrics.prometheus : undefined,
+  });
   const listener = runtime.serve(app, {
     host: config.ws.host,
     port: config.ws.port,
@@ -135,6 +144,15 @@ async function main(): Promise<void> {
     maxMessageBytes: config.ws.maxMessageBytes,
     maxBufferedBytes: config.ws.maxBufferedBytes,
   });
+  // SocketShark's separate metrics listener; it serves no WebSockets, so the socket limits are nominal.
+  const metricsListener = prometheus?.port !== undefined && metrics.prometheus
+    ? runtime.serve(createMetricsApp(metrics.prometheus), {
+      host: prometheus.host ?? config.ws.host,
+      port: prometheus.port,
+      maxMessageBytes: 1024,
+      maxBufferedBytes: 1024 * 1024,
+    })
+    : undefined;
   // Signal handlers go in before "ready" is announced, so a supervisor's early SIGTERM is always graceful.
   let stopping = false;
   stop = async (reason) => {
@@ -145,6 +163,7 @@ async function main(): Promise<void> {
     // the WebSockets with 1001 on Deno, and on Bun it waits for them to close.
     await router.shutdown();
     await listener.stop();
+    await metricsListener?.stop();
     runtime.exit(0);
   };
   let signals = 0;

@@ -16,11 +16,17 @@ export interface RouterObserver {
   event?(name: string, success: boolean): void;
   /** A broker message for a channel with local subscribers. */
   received?(): void;
+  /** A message frame sent to a client. */
+  delivered?(): void;
   /** A message not delivered now, by reason. */
   filtered?(reason: "fields" | "order" | "throttle"): void;
   /** A connection dropped for not keeping up (its send buffer passed `ws.maxBufferedBytes`). */
   dropped?(reason: "backpressure"): void;
   ready?(ready: boolean): void;
+  /** The broker lost its connection (it reconnects, or the server shuts down). */
+  brokerLost?(): void;
+  /** A service callback finished: its outcome and duration. */
+  callback?(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void;
 }
 
 export interface RouterOptions {
@@ -66,6 +72,7 @@ export class Router {
       fetch: options.fetch,
       clock: this.clock,
       signal: this.#shutdown.signal,
+      observe: (callback, outcome, seconds) => this.observer.callback?.(callback, outcome, seconds),
     });
     this.hub = new Hub(options.broker, { clock: this.clock, observer: this.observer });
   }
@@ -137,6 +144,7 @@ export class Router {
   }
 
   #brokerStatus(status: BrokerStatus): void {
+    if (this.#brokerReady && !status.ready) this.observer.brokerLost?.();
     this.#brokerReady = status.ready;
     this.observer.ready?.(this.ready);
     if (status.ready) log.info("broker ready");

@@ -106,7 +106,7 @@ export class Subscription {
       this.#buffer.push(message);
       return;
     }
-    if (this.#pass(message) === "deliver") this.session.sendText(frame(this));
+    if (this.#pass(message) === "deliver") this.#deliver(frame(this));
   }
 
   /** Run the `before_subscribe` answer through filter, order and throttle: true when the OK may be sent. */
@@ -123,7 +123,7 @@ export class Subscription {
     this.#buffer = [];
     for (const message of buffered) {
       if (this.#pass(message) !== "deliver") continue;
-      this.session.sendText(JSON.stringify(messageFrame(this.name, message.data, {
+      this.#deliver(JSON.stringify(messageFrame(this.name, message.data, {
         publishedAt: message.publishedAt,
         extra: this.extra,
         sentAt: isoTimestamp(this.#router.clock.now()),
@@ -162,10 +162,15 @@ export class Subscription {
     return verdict;
   }
 
+  #deliver(text: string): void {
+    this.#router.observer.delivered?.();
+    this.session.sendText(text);
+  }
+
   /** A message the throttle held: only its data goes out (SocketShark §4.4). */
   #sendHeld(message: PublishedMessage): void {
     if (this.#state !== "active") return;
-    this.session.sendText(JSON.stringify(messageFrame(this.name, message.data, {
+    this.#deliver(JSON.stringify(messageFrame(this.name, message.data, {
       extra: this.extra,
       sentAt: isoTimestamp(this.#router.clock.now()),
     })));

@@ -7,6 +7,7 @@ import type { Router } from "../core/router.ts";
 import type { Session } from "../core/session.ts";
 import { parsePublishedMessage } from "../protocol/broker_message.ts";
 import { CloseCodes } from "../protocol/close_codes.ts";
+import type { PrometheusMetrics } from "../metrics/metrics.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
 import { KeepAlive } from "./keep_alive.ts";
 
@@ -18,6 +19,8 @@ export interface AppOptions {
   readonly upgradeWebSocket: UpgradeWebSocket;
   /** The runtime's ping, send-buffer and terminate support. */
   readonly socket: SocketSupport;
+  /** Serve `GET /metrics` on this app (Prometheus configured without its own port). */
+  readonly metrics?: PrometheusMetrics;
 }
 
 /**
@@ -33,6 +36,8 @@ export function createApp(options: AppOptions): Hono {
     const body = { status: router.ready ? "ready" : "not ready", broker: router.broker.ready, stopping: router.stopping };
     return c.json(body, router.ready ? 200 : 503);
   });
+
+  if (options.metrics) addMetricsRoute(app, options.metrics);
 
   const publish = router.config.publish;
   if (publish.token) {
@@ -88,6 +93,18 @@ export function createApp(options: AppOptions): Hono {
     ),
     (c) => c.json({ status: "error", error: "Upgrade Required: this is a WebSocket endpoint." }, 426),
   );
+  return app;
+}
+
+/** `GET /metrics` in the Prometheus text format. */
+export function addMetricsRoute(app: Hono, metrics: PrometheusMetrics): Hono {
+  return app.get("/metrics", async (c) => c.body(await metrics.render(), 200, { "content-type": metrics.contentType }));
+}
+
+/** The separate metrics listener (`metrics.prometheus.port`), as SocketShark's: `/metrics` and a page linking it. */
+export function createMetricsApp(metrics: PrometheusMetrics): Hono {
+  const app = addMetricsRoute(new Hono(), metrics);
+  app.get("/", (c) => c.html('<html><body><a href="/metrics">Metrics</a></body></html>'));
   return app;
 }
 

@@ -1,0 +1,127 @@
+import { getLogger } from "@logtape/logtape";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Config } from "../config.ts";
+import type { RouterObserver } from "../core/router.ts";
+
+const log = getLogger(["shoal", "metrics"]);
+
+/** Seconds; service callbacks range from sub-millisecond to `http.timeout × http.tries` plus waits. */
+const CALLBACK_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * SocketShark's metrics (same names under the `socketshark` prefix) plus Shoal's own, in a Prometheus registry
+ * of their own with the default process metrics.
+ */
+export class PrometheusMetrics {
+  readonly registry = new Registry();
+  readonly observer: RouterObserver;
+
+  constructor(prefix: string) {
+    const p = prefix === "" ? "" : `${prefix}_`;
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    const state = new Gauge({ name: `${p}service_state`, help: "Service status", registers });
+    const connections = new Gauge({ name: `${p}connection_count`, help: "Active connections", registers });
+    const connectionTotal = new Counter({ name: `${p}connection_total`, help: "Connection total", registers });
+    const events = new Counter({
+      name: `${p}event_success_counter`,
+      help: "Event success counter",
+      labelNames: ["event", "status"],
+      registers,
+    });
+    const received = new Counter({
+      name: `${p}messages_received_total`,
+      help: "Broker messages for channels with local subscribers",
+      registers,
+    });
+    const delivered = new Counter({
+      name: `${p}messages_delivered_total`,
+      help: "Message frames sent to clients",
+      registers,
+    });
+    const filtered = new Counter({
+      name: `${p}messages_filtered_total`,
+      help: "Messages not delivered to a subscription, by reason (fields, order, throttle)",
+      labelNames: ["reason"],
+      registers,
+    });
+    const dropped = new Counter({
+      name: `${p}connections_dropped_total`,
+      help: "Connections closed for not keeping up, by reason",
+      labelNames: ["reason"],
+      registers,
+    });
+    const brokerLost = new Counter({
+      name: `${p}broker_disconnects_total`,
+      help: "Times the broker connection was lost (each one followed by a reconnect, or a shutdown)",
+      registers,
+    });
+    const callbacks = new Histogram({
+      name: `${p}callback_duration_seconds`,
+      help: "Service callback duration including retries, by callback and outcome (ok, error, unavailable)",
+      labelNames: ["callback", "outcome"],
+      buckets: CALLBACK_BUCKETS,
+      registers,
+    });
+    // Label sets known up front are exported at 0, so rates and alerts work before the first occurrence.
+    for (const reason of ["fields", "order", "throttle"]) filtered.labels(reason).inc(0);
+    dropped.labels("backpressure").inc(0);
+    this.observer = {
+      ready: (ready) => state.set(ready ? 1 : 0),
+      connectionOpened: () => {
+        connections.inc();
+        connectionTotal.inc();
+      },
+      connectionClosed: () => connections.dec(),
+      event: (name, success) => events.labels(name, success ? "success" : "error").inc(),
+      received: () => received.inc(),
+      delivered: () => delivered.inc(),
+      filtered: (reason) => filtered.labels(reason).inc(),
+      dropped: (reason) => dropped.labels(reason).inc(),
+      brokerLost: () => brokerLost.inc(),
+      callback: (name, outcome, seconds) => callbacks.labels(name, outcome).observe(seconds),
+    };
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** SocketShark's `log` metrics provider: a debug `metrics` line per change. */
+export function logMetricsObserver(): RouterObserver {
+  let active = 0;
+  let total = 0;
+  return {
+    ready: (ready) => log.debug("metrics", { ready }),
+    connectionOpened: () => log.debug("metrics", { active_connections: ++active, total_connections: ++total }),
+    connectionClosed: () => log.debug("metrics", { active_connections: --active, total_connections: total }),
+    event: (evt, success) => log.debug("metrics", { evt, success }),
+  };
+}
+
+/** One observer calling each of several. */
+export function combineObservers(observers: readonly RouterObserver[]): RouterObserver {
+  if (observers.length === 1) return observers[0];
+  const combined: Record<string, (...args: never[]) => void> = {};
+  for (const observer of observers) {
+    for (const [key, hook] of Object.entries(observer) as [string, (...args: never[]) => void][]) {
+      const previous = combined[key];
+      combined[key] = previous ? (...args) => (previous(...args), hook(...args)) : hook;
+    }
+  }
+  return combined as RouterObserver;
+}
+
+/** The metrics a config asks for: the Prometheus registry (if any) and the observer for the router. */
+export function createMetrics(config: Config["metrics"]): { prometheus?: PrometheusMetrics; observer: RouterObserver } {
+  const prometheus = config.prometheus ? new PrometheusMetrics(config.prometheus.prefix ?? "shoal") : undefined;
+  const observers: RouterObserver[] = [];
+  if (prometheus) observers.push(prometheus.observer);
+  if (config.log) observers.push(logMetricsObserver());
+  return { prometheus, observer: observers.length ? combineObservers(observers) : {} };
+}
