@@ -13,6 +13,8 @@ import { type Config, ConfigError, parseConfig } from "./src/config.ts";
 import { Router } from "./src/core/router.ts";
 import { setupLogging } from "./src/log.ts";
 import type { Runtime } from "./src/runtime/runtime.ts";
+import { scrubUrl } from "./src/services/scrub_url.ts";
+import { applyEnv, ENV_VARIABLES } from "./src/config_env.ts";
 import { createMetrics } from "./src/metrics/metrics.ts";
 import { createApp, createMetricsApp } from "./src/server/app.ts";
 
@@ -23,12 +25,15 @@ const USAGE = `Usage: shoal [options]
 A WebSocket message router, wire-compatible with SocketShark.
 
 Options:
-  -c, --config PATH   config module (default: ./config.ts if present, else ./config.example.ts)
+  -c, --config PATH   config module (default: $SHOAL_CONFIG, else ./config.ts if present, else ./config.example.ts)
       --host HOST     listen address (overrides ws.host)
       --port PORT     listen port (overrides ws.port; 0 picks a free one)
       --check         validate the config, print a summary and exit (0 valid, 1 invalid)
   -h, --help          show this help
   -v, --version       show the version
+
+Environment (overrides the config module; flags override these):
+${Object.entries(ENV_VARIABLES).map(([name, key]) => `  ${name.padEnd(20)}${key}`).join("\n")}
 `;
 
 async function loadRuntime(): Promise<Runtime> {
@@ -58,27 +63,46 @@ function parseCli(argv: string[]) {
   }
 }
 
-/** Import a config module and validate its default export (a plain object, or `defineConfig({...})`). */
-async function loadConfig(path: string): Promise<Config> {
+/**
+ * Import a config module, apply the `SHOAL_*` environment variables and validate the result (the module exports
+ * a plain object, or `defineConfig({...})`).
+ */
+async function loadConfig(path: string): Promise<{ config: Config; fromEnv: string[] }> {
   const module = await import(pathToFileURL(resolve(path)).href);
   const exported = module.default ?? module.config;
   if (exported === undefined) throw new ConfigError([`${path} has no default export`]);
-  return parseConfig(exported);
+  const { input, applied } = applyEnv(exported, (name) => process.env[name]);
+  return { config: parseConfig(input), fromEnv: applied };
 }
 
 function defaultConfigPath(): string {
   return existsSync("config.ts") ? "config.ts" : "config.example.ts";
 }
 
-function summary(config: Config, path: string): string {
+function brokerSummary(broker: Config["broker"]): string {
+  switch (broker.kind) {
+    case "memory":
+      return "memory";
+    case "redis":
+      return `redis ${scrubUrl(broker.url)}${broker.alt ? ` + alt ${scrubUrl(broker.alt.url)}` : ""}`;
+    case "redis-cluster":
+      return `redis-cluster${broker.sharded ? " (sharded)" : ""} ${broker.nodes.map(scrubUrl).join(", ")}`;
+    case "upstash":
+      return `upstash ${scrubUrl(broker.url)}`;
+  }
+}
+
+function summary(config: Config, path: string, fromEnv: readonly string[]): string {
   const services = Object.keys(config.services);
   return [
     `config ${path} is valid`,
     `  listen      ${config.ws.tls ? "wss" : "ws"}://${config.ws.host}:${config.ws.port}`,
-    `  broker      ${config.broker.kind}`,
+    `  broker      ${brokerSummary(config.broker)}`,
     `  auth        ${config.authentication.ticket ? "ticket" : "none"}`,
     `  services    ${services.length ? services.join(", ") : "(none)"}`,
     `  publish API ${config.publish.token ? "enabled" : "disabled"}`,
+    `  metrics     ${config.metrics.prometheus ? "prometheus" : "off"}`,
+    `  from env    ${fromEnv.length ? fromEnv.join(", ") : "(none)"}`,
   ].join("\n") + "\n";
 }
 
@@ -87,10 +111,11 @@ async function main(): Promise<void> {
   if (args.help) return void process.stdout.write(USAGE);
   if (args.version) return void process.stdout.write(`shoal ${VERSION}\n`);
 
-  const path = args.config ?? defaultConfigPath();
+  const path = args.config ?? process.env.SHOAL_CONFIG ?? defaultConfigPath();
   let config: Config;
+  let fromEnv: string[];
   try {
-    config = await loadConfig(path);
+    ({ config, fromEnv } = await loadConfig(path));
     if (args.host !== undefined) config = { ...config, ws: { ...config.ws, host: args.host } };
     if (args.port !== undefined) {
       const port = Number(args.port);
@@ -102,7 +127,7 @@ async function main(): Promise<void> {
     process.stderr.write(`shoal: ${message}\n`);
     process.exit(1);
   }
-  if (args.check) return void process.stdout.write(summary(config, path));
+  if (args.check) return void process.stdout.write(summary(config, path, fromEnv));
 
   const runtime = await loadRuntime();
   await setupLogging(config.log);
@@ -177,6 +202,7 @@ async function main(): Promise<void> {
   log.info("shoal ready", {
     host: config.ws.host,
     port: listener.port,
+    ...(metricsListener ? { metrics_port: metricsListener.port } : {}),
     secure: tls !== undefined,
     runtime: runtime.name,
     version: VERSION,

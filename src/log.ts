@@ -1,4 +1,5 @@
 import { configure, getJsonLinesFormatter, getLogfmtFormatter, type Sink } from "@logtape/logtape";
+import { AsyncLocalStorage } from "node:async_hooks";
 import process from "node:process";
 import type { Config } from "./config.ts";
 
@@ -14,6 +15,8 @@ export async function setupLogging(config: Config["log"]): Promise<void> {
   };
   await configure({
     reset: true,
+    // Lets a session put its id on every line logged while it handles an event (`withContext`).
+    contextLocalStorage: new AsyncLocalStorage(),
     sinks: { stdout: sink },
     loggers: [
       { category: ["shoal"], lowestLevel: config.level, sinks: ["stdout"] },

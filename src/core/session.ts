@@ -1,4 +1,4 @@
-import { getLogger } from "@logtape/logtape";
+import { getLogger, withContext } from "@logtape/logtape";
 import { CloseCodes } from "../protocol/close_codes.ts";
 import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
 import { Errors, EventError } from "../protocol/errors.ts";
@@ -102,7 +102,7 @@ export class Session {
    * subscription newest first, calling `before_unsubscribe` and `on_unsubscribe` for each. Idempotent.
    */
   disconnected(): Promise<void> {
-    this.#closing ??= this.#teardown();
+    this.#closing ??= withContext({ session: this.id }, () => this.#teardown());
     return this.#closing;
   }
 
@@ -135,7 +135,11 @@ export class Session {
     try {
       while (this.#queue.length > 0 && !this.#closing) {
         const task = this.#queue.shift()!;
-        this.#current = task.kind === "event" ? this.#handle(task.event) : this.#runInternal(task);
+        // Every line logged while the task runs (service calls, timers it starts) carries the session id.
+        this.#current = withContext(
+          { session: this.id },
+          () => task.kind === "event" ? this.#handle(task.event) : this.#runInternal(task),
+        );
         await this.#current;
       }
     } finally {

@@ -19,6 +19,8 @@ export interface ShoalOptions {
   readonly target?: ShoalTarget;
   /** Milliseconds to wait for the "shoal ready" line. */
   readonly startupTimeoutMs?: number;
+  /** Extra environment variables for the server process (e.g. `SHOAL_*` overrides). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** The target chosen by env SHOAL_TARGET (default "bun"). */
@@ -112,7 +114,7 @@ export class ShoalProcess {
     const { cmd, args } = command(target, configPath);
     const child = spawn(cmd, args, {
       cwd: REPO_ROOT,
-      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const shoal = new ShoalProcess(child, { dir, target, commandLine: `${cmd} ${args.join(" ")}` });

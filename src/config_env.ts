@@ -1,0 +1,93 @@
+import { ConfigError } from "./config.ts";
+
+/** The `SHOAL_*` variables that override a config module, for containers; each one names the key it sets. */
+export const ENV_VARIABLES = {
+  SHOAL_HOST: "ws.host",
+  SHOAL_PORT: "ws.port",
+  SHOAL_BROKER_URL: "broker.url (broker.nodes for redis-cluster: comma-separated)",
+  SHOAL_UPSTASH_TOKEN: "broker.token (upstash)",
+  SHOAL_LOG_LEVEL: "log.level",
+  SHOAL_LOG_FORMAT: "log.format",
+  SHOAL_PUBLISH_TOKEN: "publish.token",
+  SHOAL_METRICS_PORT: "metrics.prometheus.port",
+} as const;
+
+type Input = Record<string, unknown>;
+
+const object = (value: unknown): Input =>
+  value !== null && typeof value === "object" && !Array.isArray(value) ? value as Input : {};
+
+function port(name: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isInteger(value) || value < 0 || value > 65535) {
+    throw new ConfigError([`${name}: not a port: ${JSON.stringify(text)}`]);
+  }
+  return value;
+}
+
+/** The broker section with `SHOAL_BROKER_URL`/`SHOAL_UPSTASH_TOKEN` applied. */
+function broker(current: Input, url: string | undefined, token: string | undefined): Input {
+  let next = { ...current };
+  if (url !== undefined) {
+    const kind = next.kind ?? "memory";
+    if (kind === "redis-cluster") {
+      next.nodes = url.split(",").map((node) => node.trim()).filter((node) => node !== "");
+    } else if (kind === "memory") {
+      // A memory broker has no URL: the scheme picks the broker kind.
+      next = /^https?:\/\//.test(url) ? { kind: "upstash", url } : { kind: "redis", url };
+    } else {
+      next.url = url;
+    }
+  }
+  if (token !== undefined) next.token = token;
+  return next;
+}
+
+/**
+ * Apply the `SHOAL_*` environment variables to a config module's export (before validation, so a bad value is
+ * reported with the key it sets). Precedence: config module < environment < command-line flags. Returns the
+ * names of the variables applied.
+ */
+export function applyEnv(input: unknown, env: (name: string) => string | undefined): { input: Input; applied: string[] } {
+  const config: Input = { ...object(input) };
+  const applied: string[] = [];
+  const read = (name: keyof typeof ENV_VARIABLES) => {
+    const value = env(name);
+    if (value !== undefined) applied.push(name);
+    return value;
+  };
+  const host = read("SHOAL_HOST");
+  const listenPort = read("SHOAL_PORT");
+  if (host !== undefined || listenPort !== undefined) {
+    config.ws = {
+      ...object(config.ws),
+      ...(host !== undefined ? { host } : {}),
+      ...(listenPort !== undefined ? { port: port("SHOAL_PORT", listenPort) } : {}),
+    };
+  }
+  const brokerUrl = read("SHOAL_BROKER_URL");
+  const upstashToken = read("SHOAL_UPSTASH_TOKEN");
+  if (brokerUrl !== undefined || upstashToken !== undefined) {
+    config.broker = broker(object(config.broker), brokerUrl, upstashToken);
+  }
+  const level = read("SHOAL_LOG_LEVEL");
+  const format = read("SHOAL_LOG_FORMAT");
+  if (level !== undefined || format !== undefined) {
+    config.log = {
+      ...object(config.log),
+      ...(level !== undefined ? { level } : {}),
+      ...(format !== undefined ? { format } : {}),
+    };
+  }
+  const publishToken = read("SHOAL_PUBLISH_TOKEN");
+  if (publishToken !== undefined) config.publish = { ...object(config.publish), token: publishToken };
+  const metricsPort = read("SHOAL_METRICS_PORT");
+  if (metricsPort !== undefined) {
+    const metrics = object(config.metrics);
+    config.metrics = {
+      ...metrics,
+      prometheus: { ...object(metrics.prometheus), port: port("SHOAL_METRICS_PORT", metricsPort) },
+    };
+  }
+  return { input: config, applied };
+}

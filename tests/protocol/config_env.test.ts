@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ConfigError, parseConfig } from "../../src/config.ts";
+import { applyEnv } from "../../src/config_env.ts";
+
+const env = (vars: Record<string, string>) => (name: string) => vars[name];
+
+test("env: each SHOAL_* variable sets its key; unrelated keys are kept; nothing set gives the input back", () => {
+  const input = { ws: { host: "0.0.0.0", maxPendingEvents: 5 }, log: { format: "json" }, publish: { maxBodyBytes: 10 } };
+  assert.deepEqual(applyEnv(input, env({})), { input, applied: [] });
+  const { input: out, applied } = applyEnv(input, env({
+    SHOAL_HOST: "10.0.0.1",
+    SHOAL_PORT: "8080",
+    SHOAL_LOG_LEVEL: "debug",
+    SHOAL_PUBLISH_TOKEN: "tok",
+    SHOAL_METRICS_PORT: "9090",
+  }));
+  assert.deepEqual(out, {
+    ws: { host: "10.0.0.1", port: 8080, maxPendingEvents: 5 },
+    log: { format: "json", level: "debug" },
+    publish: { maxBodyBytes: 10, token: "tok" },
+    metrics: { prometheus: { port: 9090 } },
+  });
+  assert.deepEqual(applied, ["SHOAL_HOST", "SHOAL_PORT", "SHOAL_LOG_LEVEL", "SHOAL_PUBLISH_TOKEN", "SHOAL_METRICS_PORT"]);
+  assert.equal(parseConfig(out).ws.port, 8080);
+});
+
+test("env: SHOAL_BROKER_URL sets the URL of the configured broker, or picks redis/upstash from the scheme", () => {
+  const redis = { broker: { kind: "redis", url: "redis://old:6379", channelPrefix: "p:" } };
+  assert.deepEqual(applyEnv(redis, env({ SHOAL_BROKER_URL: "rediss://new:6380/2" })).input.broker, {
+    kind: "redis",
+    url: "rediss://new:6380/2",
+    channelPrefix: "p:",
+  });
+  assert.deepEqual(applyEnv({}, env({ SHOAL_BROKER_URL: "redis://r:6379" })).input.broker, { kind: "redis", url: "redis://r:6379" });
+  assert.deepEqual(
+    applyEnv({ broker: { kind: "memory" } }, env({ SHOAL_BROKER_URL: "https://x.upstash.io", SHOAL_UPSTASH_TOKEN: "T" })).input.broker,
+    { kind: "upstash", url: "https://x.upstash.io", token: "T" },
+  );
+  assert.deepEqual(
+    applyEnv({ broker: { kind: "redis-cluster", nodes: ["redis://a:1"] } }, env({ SHOAL_BROKER_URL: "redis://b:1, redis://c:1" }))
+      .input.broker,
+    { kind: "redis-cluster", nodes: ["redis://b:1", "redis://c:1"] },
+  );
+});
+
+test("env: a bad port names the variable; a bad value for a validated key is reported by parseConfig", () => {
+  for (const bad of ["", "abc", "70000", "1.5", "-1"]) {
+    assert.throws(() => applyEnv({}, env({ SHOAL_PORT: bad })), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.problems[0], /^SHOAL_PORT: not a port/);
+      return true;
+    });
+  }
+  assert.throws(() => applyEnv({}, env({ SHOAL_METRICS_PORT: "x" })), /SHOAL_METRICS_PORT: not a port/);
+  const { input } = applyEnv({}, env({ SHOAL_LOG_LEVEL: "loud" }));
+  assert.throws(() => parseConfig(input), (e: unknown) => e instanceof ConfigError && /^log\.level: /.test(e.problems[0]));
+});
