@@ -1,0 +1,169 @@
+// The redis-cluster and upstash brokers end to end: a private 3-node Redis Cluster, and the real @upstash/redis
+// protocol served by tests/support/upstash_server.ts in front of a private redis-server.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { deliveredMessage, publish } from "../support/e2e.ts";
+import { RedisCluster, RedisServer } from "../support/redis_server.ts";
+import { ShoalProcess } from "../support/shoal_process.ts";
+import { UpstashServer } from "../support/upstash_server.ts";
+import { WsClient } from "../support/ws_client.ts";
+
+const OPEN = { open: { requireAuthentication: false } };
+const TOKEN = "brokers-token";
+const TIMING = { pingInterval: 1, pingTimeout: 1, connectTimeout: 10, maxReconnectDelay: 0.5 };
+
+async function subscribed(shoal: ShoalProcess, name: string): Promise<WsClient> {
+  const client = await WsClient.connect(shoal.url);
+  client.send({ event: "subscribe", subscription: name });
+  assert.deepEqual(await client.next(), { event: "subscribe", status: "ok", subscription: name });
+  return client;
+}
+
+async function eventually(condition: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+async function readyz(shoal: ShoalProcess): Promise<number> {
+  return (await fetch(`${shoal.httpUrl}/readyz`, { signal: AbortSignal.timeout(3000) })).status;
+}
+
+/** Every shard channel subscribed anywhere in the cluster. */
+async function shardChannels(cluster: RedisCluster): Promise<string[]> {
+  const all: string[] = [];
+  for (const node of cluster.nodes) {
+    if (node.running) all.push(...await node.command("PUBSUB", "SHARDCHANNELS") as string[]);
+  }
+  return all.sort();
+}
+
+test("redis-cluster sharded: channels on three shards, SPUBLISH delivers, PUBSUB SHARDCHANNELS empty after", async () => {
+  await using cluster = await RedisCluster.start(3);
+  const names = await cluster.channelsOnDistinctShards(3, "open.");
+  await using shoal = await ShoalProcess.start({
+    services: OPEN,
+    publish: { token: TOKEN },
+    broker: { kind: "redis-cluster", nodes: [cluster.urls[0]], sharded: true, ...TIMING },
+  });
+  const clients = await Promise.all(names.map((name) => subscribed(shoal, name)));
+  try {
+    assert.deepEqual(await shardChannels(cluster), [...names].sort());
+    // Each channel lives on its own master.
+    const owners = await Promise.all(names.map((name) => cluster.slotOwner(name)));
+    assert.equal(new Set(owners).size, 3);
+    for (const [i, name] of names.entries()) {
+      const owner = cluster.nodes.find((node) => node.port === owners[i])!;
+      assert.equal(await owner.cli("SPUBLISH", name, JSON.stringify({ subscription: name, data: i })), "1");
+    }
+    for (const [i, client] of clients.entries()) {
+      assert.deepEqual(deliveredMessage(await client.next()), { event: "message", subscription: names[i], data: i });
+    }
+    // POST /publish uses SPUBLISH too.
+    assert.equal((await publish(shoal, { subscription: names[2], data: "api" }, { token: TOKEN })).status, 200);
+    assert.deepEqual(deliveredMessage(await clients[2].next()), { event: "message", subscription: names[2], data: "api" });
+  } finally {
+    for (const client of clients) await client.close();
+  }
+  await eventually(async () => (await shardChannels(cluster)).length === 0, "PUBSUB SHARDCHANNELS to be empty");
+});
+
+test("redis-cluster sharded: a node restart is survived; its channel is re-subscribed and delivers again", async () => {
+  await using cluster = await RedisCluster.start(3);
+  const [name] = await cluster.channelsOnDistinctShards(1, "open.");
+  const ownerPort = await cluster.slotOwner(name);
+  const node = cluster.nodes.find((n) => n.port === ownerPort)!;
+  await using shoal = await ShoalProcess.start({
+    services: OPEN,
+    broker: { kind: "redis-cluster", nodes: cluster.urls, sharded: true, ...TIMING },
+  });
+  await using client = await subscribed(shoal, name);
+  await node.stop();
+  await eventually(async () => await readyz(shoal) === 503, "readyz 503 while a node is down");
+  await node.restart();
+  await cluster.waitUntilOk();
+  await eventually(async () => await readyz(shoal) === 200, "readyz 200 after the node is back", 20_000);
+  await eventually(async () => (await shardChannels(cluster)).includes(name), "the channel re-subscribed", 20_000);
+  assert.equal(await node.cli("SPUBLISH", name, JSON.stringify({ subscription: name, data: "back" })), "1");
+  assert.deepEqual(deliveredMessage(await client.next()), { event: "message", subscription: name, data: "back" });
+});
+
+test("redis-cluster classic: SUBSCRIBE through the cluster; PUBLISH on any node delivers", async () => {
+  await using cluster = await RedisCluster.start(3);
+  await using shoal = await ShoalProcess.start({
+    services: OPEN,
+    broker: { kind: "redis-cluster", nodes: cluster.urls, sharded: false, ...TIMING },
+  });
+  const client = await subscribed(shoal, "open.classic");
+  try {
+    for (const [i, node] of cluster.nodes.entries()) {
+      await node.cli("PUBLISH", "open.classic", JSON.stringify({ subscription: "open.classic", data: i }));
+      assert.deepEqual(deliveredMessage(await client.next()), { event: "message", subscription: "open.classic", data: i });
+    }
+  } finally {
+    await client.close();
+  }
+  await eventually(async () => {
+    for (const node of cluster.nodes) if ((await node.command("PUBSUB", "CHANNELS") as string[]).length) return false;
+    return true;
+  }, "PUBSUB CHANNELS empty on every node");
+});
+
+test("upstash: publish through the REST API reaches clients; a dropped event stream is re-opened", async () => {
+  await using redis = await RedisServer.start();
+  await using upstash = await UpstashServer.start({ redisUrl: redis.url, token: "up-token" });
+  await using shoal = await ShoalProcess.start({
+    services: OPEN,
+    publish: { token: TOKEN },
+    broker: { kind: "upstash", url: upstash.url, token: "up-token", channelPrefix: "u:", maxReconnectDelay: 0.5 },
+  });
+  await using client = await subscribed(shoal, "open.up");
+  assert.deepEqual(upstash.channels, ["u:open.up"]);
+  // A service publishing to Redis directly, and POST /publish through Upstash's REST API.
+  await redis.cli("PUBLISH", "u:open.up", JSON.stringify({ subscription: "open.up", data: "direct" }));
+  assert.deepEqual(deliveredMessage(await client.next()), { event: "message", subscription: "open.up", data: "direct" });
+  assert.equal((await publish(shoal, { subscription: "open.up", data: "rest, with commas" }, { token: TOKEN })).status, 200);
+  assert.deepEqual(deliveredMessage(await client.next()), {
+    event: "message",
+    subscription: "open.up",
+    data: "rest, with commas",
+  });
+
+  for (const graceful of [false, true]) {
+    const opened = upstash.streamsOpened;
+    assert.equal(upstash.dropStreams({ graceful }), 1);
+    await eventually(() => upstash.streamsOpened > opened && upstash.openStreams === 1, "the stream re-opened");
+    await eventually(async () => await readyz(shoal) === 200, "ready again");
+    await redis.cli("PUBLISH", "u:open.up", JSON.stringify({ subscription: "open.up", data: `after ${graceful}` }));
+    assert.deepEqual(deliveredMessage(await client.next()), {
+      event: "message",
+      subscription: "open.up",
+      data: `after ${graceful}`,
+    });
+  }
+  await client.close();
+  await eventually(() => upstash.openStreams === 0, "the stream closed after the last client left");
+});
+
+test("upstash: a wrong token fails start-up; an unreachable stream makes readiness false until it is back", async () => {
+  await using redis = await RedisServer.start();
+  await using upstash = await UpstashServer.start({ redisUrl: redis.url, token: "right" });
+  await assert.rejects(
+    ShoalProcess.start({ services: OPEN, broker: { kind: "upstash", url: upstash.url, token: "wrong", connectTimeout: 2 } }),
+    /cannot connect to Upstash at http:\/\/127\.0\.0\.1:\d+/,
+  );
+  await using shoal = await ShoalProcess.start({
+    services: OPEN,
+    broker: { kind: "upstash", url: upstash.url, token: "right", maxReconnectDelay: 0.5 },
+  });
+  await using client = await subscribed(shoal, "open.r");
+  await redis.stop(); // the REST server stays up but cannot subscribe: streams fail
+  upstash.dropStreams();
+  await eventually(async () => await readyz(shoal) === 503, "readyz 503 while the stream cannot be re-opened");
+  await redis.restart();
+  await eventually(async () => await readyz(shoal) === 200, "readyz 200 after recovery", 20_000);
+  await redis.cli("PUBLISH", "open.r", JSON.stringify({ subscription: "open.r", data: "recovered" }));
+  assert.deepEqual(deliveredMessage(await client.next()), { event: "message", subscription: "open.r", data: "recovered" });
+});
