@@ -120,9 +120,9 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.#port}`;
   }
 
-  /** Whether the process is running (false after `stop()` until `restart()`). */
+  /** Whether the process is running: false after `stop()` (until `restart()`) or when it exited by itself. */
   get running(): boolean {
-    return this.#run !== undefined;
+    return this.#run !== undefined && livePids.has(this.#run.pid);
   }
 
   /** The working directory (`--dir`), where a cluster node keeps its nodes.conf. */
