@@ -35,6 +35,10 @@ async function eventually(condition: () => Promise<boolean>, what: string, ms = 
   }
 }
 
+async function metricsText(shoal: ShoalProcess): Promise<string> {
+  return await (await fetch(`${shoal.httpUrl}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+}
+
 async function readyz(shoal: ShoalProcess): Promise<number> {
   return (await fetch(`${shoal.httpUrl}/readyz`, { signal: AbortSignal.timeout(3000) })).status;
 }
@@ -93,15 +97,22 @@ test("redis: POST /publish goes through Redis, where every node sees it", async 
 
 test("redis: an outage keeps clients connected; readiness goes 503 then 200; channels are re-subscribed", async () => {
   await using redis = await RedisServer.start();
-  await using shoal = await ShoalProcess.start({ services: OPEN, broker: redisBroker(redis.url) });
+  await using shoal = await ShoalProcess.start({
+    services: OPEN,
+    broker: redisBroker(redis.url),
+    metrics: { prometheus: {} },
+  });
   await using before = await subscribed(shoal, "open.before");
   assert.equal(await readyz(shoal), 200);
 
   await redis.stop();
   await waitReady(shoal, 503);
   await shoal.waitForLog((l) => l.message === "redis connection lost");
+  const during = await metricsText(shoal);
+  assert.match(during, /^shoal_service_state 0$/m);
+  assert.match(during, /^shoal_broker_disconnects_total 1$/m);
   // A client that subscribes during the outage gets its OK; the channel is subscribed once Redis is back.
-  await using during = await subscribed(shoal, "open.during");
+  await using joined = await subscribed(shoal, "open.during");
   before.send({ event: "ping", data: "still here" });
   assert.deepEqual(await before.next(), { event: "pong", data: "still here" });
 
@@ -112,8 +123,9 @@ test("redis: an outage keeps clients connected; readiness goes 503 then 200; cha
   await redis.cli("PUBLISH", "open.before", JSON.stringify({ subscription: "open.before", data: "after" }));
   await redis.cli("PUBLISH", "open.during", JSON.stringify({ subscription: "open.during", data: "after" }));
   assert.deepEqual(deliveredMessage(await before.next()), { event: "message", subscription: "open.before", data: "after" });
-  assert.deepEqual(deliveredMessage(await during.next()), { event: "message", subscription: "open.during", data: "after" });
+  assert.deepEqual(deliveredMessage(await joined.next()), { event: "message", subscription: "open.during", data: "after" });
   assert.ok(shoal.logsWith("redis connected").length >= 1);
+  assert.match(await metricsText(shoal), /^shoal_service_state 1$/m);
 });
 
 test("redis: a silent (half-open) Redis is detected by the ping health check and the connection replaced", async () => {
