@@ -169,6 +169,7 @@ async function main(): Promise<void> {
     maxMessageBytes: config.ws.maxMessageBytes,
     maxBufferedBytes: config.ws.maxBufferedBytes,
   });
+  if (listener.publish) router.hub.useFanout(listener.publish);
   // SocketShark's separate metrics listener; it serves no WebSockets, so the socket limits are nominal.
   const metricsListener = prometheus?.port !== undefined && metrics.prometheus
     ? runtime.serve(createMetricsApp(metrics.prometheus), {

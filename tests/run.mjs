@@ -71,11 +71,15 @@ const suites = {
     return { passed: code === 0 ? 1 : 0, failed: code === 0 ? 0 : 1 };
   },
   "unit-deno": () => junit("unit-deno", "deno", ["test", "-A", "--no-check", "--reporter=junit", `--junit-path=${xml("unit-deno")}`, ...unitDirs]),
-  "unit-bun": () => junit("unit-bun", "bun", ["test", "--timeout", "20000", "--reporter=junit", `--reporter-outfile=${xml("unit-bun")}`, ...unitDirs]),
+  // Under Bun the core runs on the fan-out path, as it does in production there; under Deno, per session.
+  "unit-bun": () =>
+    junit("unit-bun", "bun", ["test", "--timeout", "20000", "--reporter=junit", `--reporter-outfile=${xml("unit-bun")}`, ...unitDirs], {
+      SHOAL_TEST_FANOUT: "1",
+    }),
   "e2e-deno": () =>
-    junit("e2e-deno", "deno", ["test", "-A", "--no-check", "--reporter=junit", `--junit-path=${xml("e2e-deno")}`, "./tests/e2e"], { SHOAL_TARGET: "deno" }),
+    junit("e2e-deno", "deno", ["test", "-A", "--no-check", "--reporter=junit", `--junit-path=${xml("e2e-deno")}`, "./tests/e2e", "./tests/support"], { SHOAL_TARGET: "deno" }),
   "e2e-bun": () =>
-    junit("e2e-bun", "bun", ["test", "--timeout", "60000", "--reporter=junit", `--reporter-outfile=${xml("e2e-bun")}`, "./tests/e2e"], { SHOAL_TARGET: "bun" }),
+    junit("e2e-bun", "bun", ["test", "--timeout", "60000", "--reporter=junit", `--reporter-outfile=${xml("e2e-bun")}`, "./tests/e2e", "./tests/support"], { SHOAL_TARGET: "bun" }),
   "e2e-binary": () => {
     const out = join(root, "dist", "shoal");
     if (run("bun", ["build", "--compile", "main.ts", "--outfile", out]) !== 0) return { passed: 0, failed: 1 };

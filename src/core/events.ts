@@ -126,13 +126,19 @@ export function removeSubscription(router: Router, session: Session, subscriptio
   router.hub.remove(subscription);
 }
 
-/** `before_unsubscribe` (result ignored) then `on_unsubscribe`, as on disconnect, shutdown and revocation. */
-export async function unsubscribeCallbacks(router: Router, subscription: Subscription): Promise<void> {
+/**
+ * `before_unsubscribe` (its verdict ignored) then `on_unsubscribe`, as on disconnect, shutdown and revocation.
+ * Returns the `data` of the `before_unsubscribe` answer, which a revocation notice carries (SocketShark §6.2).
+ */
+export async function unsubscribeCallbacks(router: Router, subscription: Subscription): Promise<unknown> {
   const { service } = subscription;
+  let data: unknown;
   if (service.beforeUnsubscribe) {
-    await router.services.post(service.beforeUnsubscribe, subscription.body(), "before_unsubscribe");
+    const answer = await router.services.post(service.beforeUnsubscribe, subscription.body(), "before_unsubscribe");
+    if (answer.ok) data = answer.body.data;
   }
   if (service.onUnsubscribe) await router.services.post(service.onUnsubscribe, subscription.body(), "on_unsubscribe");
+  return data;
 }
 
 /** Validate `subscription` and find its service (decision 1: a non-string is a format error, not a crash). */

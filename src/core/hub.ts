@@ -8,6 +8,14 @@ import type { FrameSource, Subscription } from "./subscription.ts";
 
 const log = getLogger(["shoal", "hub"]);
 
+/** Active subscriptions of one channel with equal extra fields, joined to one native topic. */
+interface FanoutGroup {
+  readonly topic: string;
+  size: number;
+  readonly extraKey: string;
+  readonly extra: Readonly<Record<string, unknown>>;
+}
+
 /**
  * Channel name → the local subscriptions to it (pending ones included). The broker channel is subscribed when
  * the first local subscription joins and unsubscribed when the last one leaves; broker calls for one channel
@@ -20,11 +28,43 @@ export class Hub {
   readonly #channels = new Map<string, Set<Subscription>>();
   readonly #ready = new Map<string, Promise<void>>();
   readonly #tails = new Map<string, Promise<void>>();
+  /** Channel → extra-field key → the native topic its active subscriptions joined (see `useFanout`). */
+  readonly #groups = new Map<string, Map<string, FanoutGroup>>();
+  #publish: ((topic: string, text: string) => void) | undefined;
 
   constructor(broker: Broker, options: { clock: Clock; observer: RouterObserver }) {
     this.#broker = broker;
     this.#clock = options.clock;
     this.#observer = options.observer;
+  }
+
+  /**
+   * Let the runtime fan out: an active subscription joins a native topic per channel and extra-field values, and
+   * a message every such subscription would send unchanged (no filter field, order or throttle in it) goes out
+   * with one `publish` per topic instead of one send per session. Per-session delivery stays for the rest.
+   */
+  useFanout(publish: (topic: string, text: string) => void): void {
+    this.#publish = publish;
+  }
+
+  /** A subscription became active: join its fan-out topic, if the runtime has them. */
+  activated(subscription: Subscription): void {
+    if (!this.#publish || !this.#channels.get(subscription.name)?.has(subscription)) return;
+    const topic = `${subscription.name}\u0000${subscription.extraKey}`;
+    if (!subscription.session.joinTopic(topic)) return;
+    subscription.topic = topic;
+    let groups = this.#groups.get(subscription.name);
+    if (!groups) this.#groups.set(subscription.name, groups = new Map());
+    const group = groups.get(subscription.extraKey);
+    if (group) group.size++;
+    else groups.set(subscription.extraKey, { topic, size: 1, extraKey: subscription.extraKey, extra: subscription.extra });
+  }
+
+  /** Subscriptions that joined a fan-out topic, for leak checks. */
+  get fanoutMembers(): number {
+    let n = 0;
+    for (const groups of this.#groups.values()) for (const group of groups.values()) n += group.size;
+    return n;
   }
 
   /** Channels with at least one local subscription. */
@@ -61,7 +101,9 @@ export class Hub {
   remove(subscription: Subscription): void {
     const name = subscription.name;
     const members = this.#channels.get(name);
-    if (!members?.delete(subscription) || members.size > 0) return;
+    if (!members?.delete(subscription)) return;
+    if (subscription.topic !== undefined) this.#leave(subscription, subscription.topic);
+    if (members.size > 0) return;
     this.#channels.delete(name);
     this.#ready.delete(name);
     this.#chain(name, () => this.#broker.unsubscribe(name)).catch((error) =>
@@ -81,10 +123,41 @@ export class Hub {
     }
     for (const warning of parsed.warnings) log.warn(warning, { channel: message.channel, payload: message.payload });
     const frame = this.#frames(parsed.message, message);
+    const groups = this.#groups.get(message.channel);
+    if (groups && this.#uniform(parsed.message, message.channel, members)) {
+      // Every joined subscription sends this frame unchanged: one native publish per distinct frame.
+      for (const group of groups.values()) {
+        this.#publish!(group.topic, frame(group));
+        for (let i = 0; i < group.size; i++) this.#observer.delivered?.();
+      }
+      for (const member of members) if (member.topic === undefined) member.receive(parsed.message, frame);
+      return;
+    }
     // The channel picks the sessions; the payload's `subscription` picks the subscription within each.
     for (const member of members) {
       member.session.subscriptions.get(parsed.message.subscription)?.receive(parsed.message, frame);
     }
+  }
+
+  /**
+   * Whether every active subscription of the channel would send this message as is: it is addressed to the
+   * channel's own subscription, and has no option or filter field that calls for a per-subscription decision.
+   */
+  #uniform(published: PublishedMessage, channel: string, members: Set<Subscription>): boolean {
+    if (published.subscription !== channel) return false;
+    if (published.options.order !== undefined || published.options.throttle !== undefined) return false;
+    const service = members.values().next().value?.service;
+    return service !== undefined && !service.filterFields.some((f) => Object.hasOwn(published.fields, f));
+  }
+
+  #leave(subscription: Subscription, topic: string): void {
+    subscription.topic = undefined;
+    subscription.session.leaveTopic(topic);
+    const groups = this.#groups.get(subscription.name);
+    const group = groups?.get(subscription.extraKey);
+    if (!groups || !group) return;
+    if (--group.size === 0) groups.delete(subscription.extraKey);
+    if (groups.size === 0) this.#groups.delete(subscription.name);
   }
 
   /** Serializes each distinct frame once: frames differ only by the subscription's extra fields. */

@@ -13,6 +13,9 @@ const log = getLogger(["shoal", "session"]);
 export interface Transport {
   send(text: string): void;
   close(code: number, reason?: string): void;
+  /** Join or leave a native fan-out topic of the runtime (Bun); absent where there is none. */
+  subscribe?(topic: string): void;
+  unsubscribe?(topic: string): void;
 }
 
 type Task = { readonly kind: "event"; readonly event: ClientEvent } | { readonly kind: "internal"; run(): Promise<void> };
@@ -73,6 +76,17 @@ export class Session {
     this.#transport.send(text);
   }
 
+  /** Join a native fan-out topic; false when the transport has none or the session is closing. */
+  joinTopic(topic: string): boolean {
+    if (this.#closing || !this.#transport.subscribe) return false;
+    this.#transport.subscribe(topic);
+    return true;
+  }
+
+  leaveTopic(topic: string): void {
+    this.#transport.unsubscribe?.(topic);
+  }
+
   /**
    * Remove a subscription whose authorization was revoked (decision 3), in turn with client events so the two
    * never interleave; if the client unsubscribed first this does nothing (decision 9).
@@ -85,8 +99,8 @@ export class Session {
         if (this.subscriptions.get(subscription.name) !== subscription || !subscription.active) return;
         log.info("authorization expired", { session: this.id, subscription: subscription.name, error });
         removeSubscription(this.#router, this, subscription);
-        await unsubscribeCallbacks(this.#router, subscription);
-        this.send(revokedFrame(subscription.name, error, { extra: subscription.extra }));
+        const data = await unsubscribeCallbacks(this.#router, subscription);
+        this.send(revokedFrame(subscription.name, error, { extra: subscription.extra, data }));
       },
     });
   }

@@ -14,8 +14,8 @@ const log = getLogger(["shoal", "subscription"]);
 /** Most messages kept for a subscription whose `before_subscribe` is still running. */
 const MAX_SETUP_BUFFER = 10_000;
 
-/** Builds (or reuses) the serialized frame of one published message for a subscription. */
-export type FrameSource = (subscription: Subscription) => string;
+/** Builds (or reuses) the serialized frame of one published message for subscriptions with these extra fields. */
+export type FrameSource = (target: { readonly extraKey: string; readonly extra: Readonly<Record<string, unknown>> }) => string;
 
 /**
  * One session's subscription to one name. Pending while it is being set up (published messages are buffered),
@@ -30,6 +30,8 @@ export class Subscription {
   readonly extra: Readonly<Record<string, unknown>>;
   /** Equal for subscriptions whose frames are equal: the cache key of serialized frames. */
   readonly extraKey: string;
+  /** The native fan-out topic this subscription joined (set by the hub), if any. */
+  topic: string | undefined;
   #authorizerFields: Readonly<Record<string, unknown>> = {};
   #state: "pending" | "active" | "closed" = "pending";
   #buffer: PublishedMessage[] = [];
@@ -129,6 +131,8 @@ export class Subscription {
         sentAt: isoTimestamp(this.#router.clock.now()),
       })));
     }
+    // After the buffered messages, so none of them is overtaken by a fanned-out one.
+    this.#router.hub.activated(this);
     if (this.service.authorizationRenewalPeriod !== undefined) this.#scheduleRenewal();
     if (this.service.heartbeatPeriod !== undefined) {
       this.#scheduleHeartbeat(this.service.heartbeatPeriod * this.#router.clock.random());

@@ -16,6 +16,11 @@ const socket: SocketSupport = {
     return ws.send(text) !== 0 && ws.getBufferedAmount() <= maxBufferedBytes;
   },
   terminate: (raw) => (raw as Socket).terminate(),
+  bufferedAmount: (raw) => (raw as Socket).getBufferedAmount(),
+  topics: {
+    subscribe: (raw, topic) => (raw as Socket).subscribe(topic),
+    unsubscribe: (raw, topic) => (raw as Socket).unsubscribe(topic),
+  },
 };
 
 function serve(app: Hono, options: ServeOptions): Listener {
@@ -39,6 +44,8 @@ function serve(app: Hono, options: ServeOptions): Listener {
   });
   return {
     port: server.port ?? options.port,
+    // Bun writes the frame to every subscriber in native code: the fast path of the hub's fan-out.
+    publish: (topic, text) => void server.publish(topic, text),
     stop: async () => {
       // Called after the router closed every session; anything left is closed rather than waited for.
       await server.stop(true);

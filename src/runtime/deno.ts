@@ -48,6 +48,7 @@ const socket: SocketSupport = {
     ws.send(text);
     return ws.bufferedAmount <= maxBufferedBytes;
   },
+  bufferedAmount: (raw) => (raw as WebSocket).bufferedAmount,
 };
 
 function serve(app: Hono, options: ServeOptions): Listener {

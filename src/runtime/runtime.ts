@@ -6,6 +6,8 @@ export interface Listener {
   readonly port: number;
   /** Stop listening; called after the router has closed every session. */
   stop(): Promise<void>;
+  /** Send a text frame to every socket subscribed to a native topic (Bun's `server.publish`); absent on Deno. */
+  readonly publish?: (topic: string, text: string) => void;
 }
 
 export interface ServeOptions {
@@ -31,6 +33,13 @@ export interface SocketSupport {
   send(raw: unknown, text: string, maxBufferedBytes: number): boolean;
   /** Drop the connection without a close handshake (a slow consumer that never reads its close frame). */
   readonly terminate?: (raw: unknown) => void;
+  /** Bytes queued for the client but not yet written. */
+  bufferedAmount(raw: unknown): number;
+  /** Join and leave a native fan-out topic (see `Listener.publish`); absent where the runtime has none. */
+  readonly topics?: {
+    subscribe(raw: unknown, topic: string): void;
+    unsubscribe(raw: unknown, topic: string): void;
+  };
 }
 
 /** What `main.ts` needs from Deno or Bun; `deno.ts` and `bun.ts` are the only files that touch either. */

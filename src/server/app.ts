@@ -30,6 +30,7 @@ export interface AppOptions {
 export function createApp(options: AppOptions): Hono {
   const { router } = options;
   const app = new Hono();
+  const sweeper = new BufferSweeper();
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", (c) => {
@@ -88,7 +89,7 @@ export function createApp(options: AppOptions): Hono {
   app.get(
     "*",
     options.upgradeWebSocket(
-      () => connectionEvents(router, options.socket),
+      () => connectionEvents(router, options.socket, sweeper),
       options.socket.upgradeOptions(router.config.ws.ping),
     ),
     (c) => c.json({ status: "error", error: "Upgrade Required: this is a WebSocket endpoint." }, 426),
@@ -112,12 +113,13 @@ export function createMetricsApp(metrics: PrometheusMetrics): Hono {
  * The events of one WebSocket connection. Every handler catches: on Deno an exception in a WebSocket handler
  * would end the process. State lives in this closure, created once per connection on both runtimes.
  */
-function connectionEvents(router: Router, support: SocketSupport) {
+function connectionEvents(router: Router, support: SocketSupport, sweeper: BufferSweeper) {
   const { maxMessageBytes, maxBufferedBytes, ping } = router.config.ws;
   let session: Session | undefined;
   let keepAlive: KeepAlive | undefined;
   let closed = false;
   let terminateTimer: unknown;
+  const watched = { overLimit: () => false, onOverLimit: () => {} };
 
   function close(raw: WSContext, code: number, reason: string): void {
     try {
@@ -143,6 +145,8 @@ function connectionEvents(router: Router, support: SocketSupport) {
   return {
     onOpen(_event: Event, raw: WSContext) {
       try {
+        watched.overLimit = () => support.bufferedAmount(raw.raw) > maxBufferedBytes;
+        watched.onOverLimit = () => slowConsumer(raw);
         session = router.connect({
           send(text) {
             try {
@@ -152,6 +156,16 @@ function connectionEvents(router: Router, support: SocketSupport) {
             }
           },
           close: (code, reason) => close(raw, code, reason ?? ""),
+          ...(support.topics
+            ? {
+              subscribe: (topic: string) => {
+                support.topics!.subscribe(raw.raw, topic);
+                // Fanned-out frames bypass `send`: the sweeper watches this socket's buffer instead.
+                sweeper.watch(watched);
+              },
+              unsubscribe: (topic: string) => support.topics!.unsubscribe(raw.raw, topic),
+            }
+            : {}),
         });
         if (!session) return close(raw, CloseCodes.normal, "");
         if (support.ping) {
@@ -192,6 +206,7 @@ function connectionEvents(router: Router, support: SocketSupport) {
     },
     onClose(event: CloseEvent) {
       closed = true;
+      sweeper.unwatch(watched);
       keepAlive?.stop();
       router.clock.clearTimeout(terminateTimer);
       if (event.code === 1001 && event.reason === "No response from ping frame.") {
@@ -203,6 +218,50 @@ function connectionEvents(router: Router, support: SocketSupport) {
       log.debug("websocket error", { session: session?.id, error: String((event as ErrorEvent).message ?? event.type) });
     },
   };
+}
+
+/** How often sockets on the fan-out path have their send buffer checked, milliseconds. */
+const SWEEP_INTERVAL_MS = 250;
+
+interface Watched {
+  overLimit(): boolean;
+  onOverLimit(): void;
+}
+
+/**
+ * Watches the send buffers of sockets that receive fanned-out frames (written by the runtime, not through the
+ * connection's `send`), closing slow consumers within `SWEEP_INTERVAL_MS`. One timer for all, running only while
+ * there is something to watch.
+ */
+class BufferSweeper {
+  readonly #sockets = new Set<Watched>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  watch(socket: Watched): void {
+    this.#sockets.add(socket);
+    this.#timer ??= setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
+  }
+
+  unwatch(socket: Watched): void {
+    this.#sockets.delete(socket);
+    if (this.#sockets.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #sweep(): void {
+    for (const socket of this.#sockets) {
+      try {
+        if (socket.overLimit()) {
+          this.unwatch(socket);
+          socket.onOverLimit();
+        }
+      } catch (error) {
+        log.debug("buffer check failed", { error: String(error) });
+      }
+    }
+  }
 }
 
 const encoder = new TextEncoder();

@@ -164,7 +164,7 @@ test("renewal: changed authorizer fields call on_authorization_change; failure r
       capabilities: "bar",
     }, { status: "error", error: "no longer authorized", data: { hidden: true } })
     .on(CHANGE, { status: "ok" })
-    .on(BEFORE_UNSUB, { status: "ok", data: "ignored" })
+    .on(BEFORE_UNSUB, { status: "error", error: "verdict ignored", data: "from before_unsubscribe" })
     .on(ON_UNSUB, { status: "ok" });
   h.clock.randoms = [0, 1, 0.5];
   const c = h.connect();
@@ -179,7 +179,10 @@ test("renewal: changed authorizer fields call on_authorization_change; failure r
   assert.deepEqual(c.take(), []);
   await h.clock.advance(750); // third renewal at 1 - 0.5*0.5 = 0.75 s: revoked
   await until(() => c.transport.texts.length > 0, "revocation");
-  assert.deepEqual(c.take(), [{ event: "unsubscribe", subscription: "p.t", error: "no longer authorized", x: 1 }]);
+  // The notice carries before_unsubscribe's data (SocketShark §6.2 step 2), never the authorizer's.
+  assert.deepEqual(c.take(), [
+    { event: "unsubscribe", subscription: "p.t", data: "from before_unsubscribe", error: "no longer authorized", x: 1 },
+  ]);
   assert.equal(h.services.bodies(BEFORE_UNSUB).length, 1);
   assert.equal(h.services.bodies(ON_UNSUB).length, 1);
   assert.equal(h.router.hub.channelCount, 0);

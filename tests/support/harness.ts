@@ -1,10 +1,11 @@
+import process from "node:process";
 import { MemoryBroker } from "../../src/broker/memory_broker.ts";
 import { type ConfigInput, parseConfig } from "../../src/config.ts";
 import { Router, type RouterObserver } from "../../src/core/router.ts";
 import type { Session } from "../../src/core/session.ts";
 import { ServiceClient } from "../../src/services/service_client.ts";
 import { FakeClock, flush } from "./fake_clock.ts";
-import { FakeTransport } from "./fake_transport.ts";
+import { FakeFanout, FakeTransport } from "./fake_transport.ts";
 import { ScriptedFetch } from "./scripted_fetch.ts";
 
 /** A router on the memory broker with a fake clock and scripted services: the unit-test world. */
@@ -14,14 +15,21 @@ export class Harness {
   readonly broker = new MemoryBroker();
   readonly events: { name: string; success: boolean }[] = [];
   readonly filtered: string[] = [];
+  delivered = 0;
   readonly router: Router;
+  /** Set with `fanout: true`: the hub fans out through it and every new connection can join topics. */
+  readonly fanout: FakeFanout | undefined;
 
-  constructor(config: ConfigInput, options: { http?: Partial<{ tries: number; wait: number; timeout: number }> } = {}) {
+  constructor(
+    config: ConfigInput,
+    options: { http?: Partial<{ tries: number; wait: number; timeout: number }>; fanout?: boolean } = {},
+  ) {
     const parsed = parseConfig(config);
     const http = { ...parsed.http, tries: 1, wait: 0, timeout: 5, ...options.http };
     const observer: RouterObserver = {
       event: (name, success) => this.events.push({ name, success }),
       filtered: (reason) => this.filtered.push(reason),
+      delivered: () => this.delivered++,
     };
     this.router = new Router({
       config: { ...parsed, http },
@@ -30,6 +38,10 @@ export class Harness {
       observer,
       services: new ServiceClient({ ...http, fetch: this.services.fetch, clock: this.clock }),
     });
+    // SHOAL_TEST_FANOUT=1 runs every harness test on the fan-out path (tests/run.mjs does, in a suite of its own).
+    const fanout = options.fanout ?? process.env.SHOAL_TEST_FANOUT === "1";
+    this.fanout = fanout ? new FakeFanout() : undefined;
+    if (this.fanout) this.router.hub.useFanout(this.fanout.publish);
   }
 
   async start(): Promise<this> {
@@ -39,7 +51,7 @@ export class Harness {
 
   /** A new session with its recording transport. */
   connect(): Client {
-    const transport = new FakeTransport();
+    const transport = new FakeTransport(this.fanout);
     const session = this.router.connect(transport);
     if (!session) throw new Error("router refused the connection");
     return new Client(session, transport);
