@@ -140,6 +140,8 @@ test("leaks: 1,000 connect/subscribe/disconnect cycles leave no session, channel
   assert.equal(h.router.hub.subscriptionCount, 0);
   await until(() => h.broker.channels.size === 0, "broker channels released");
   assert.equal(h.clock.pending, 0);
+  assert.equal(h.router.hub.fanoutMembers, 0);
+  assert.equal(h.fanout?.topics.size ?? 0, 0, "no native topic left joined (on the fan-out path)");
 });
 
 test("renewal: changed authorizer fields call on_authorization_change; failure revokes with callbacks (decision 3)", async () => {

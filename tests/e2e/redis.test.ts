@@ -108,6 +108,7 @@ test("redis: an outage keeps clients connected; readiness goes 503 then 200; cha
   await redis.stop();
   await waitReady(shoal, 503);
   await shoal.waitForLog((l) => l.message === "redis connection lost");
+  assert.equal((await fetch(`${shoal.httpUrl}/healthz`)).status, 200, "alive while not ready");
   const during = await metricsText(shoal);
   assert.match(during, /^shoal_service_state 0$/m);
   assert.match(during, /^shoal_broker_disconnects_total 1$/m);
