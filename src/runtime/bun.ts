@@ -12,6 +12,7 @@ const socket: SocketSupport = {
   upgradeOptions: () => undefined,
   send(raw, text, maxBufferedBytes) {
     const ws = raw as Socket;
+    if (ws.readyState !== 1) return true; // closing or closed: nothing to send, and no consumer to blame
     // 0: dropped, because the buffer was already past `backpressureLimit`.
     return ws.send(text) !== 0 && ws.getBufferedAmount() <= maxBufferedBytes;
   },

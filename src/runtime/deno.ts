@@ -45,6 +45,7 @@ const socket: SocketSupport = {
   upgradeOptions: (ping) => (ping.interval > 0 ? { idleTimeout: ping.interval + ping.timeout } : undefined),
   send(raw, text, maxBufferedBytes) {
     const ws = raw as WebSocket;
+    if (ws.readyState !== WebSocket.OPEN) return true; // closing or closed: nothing to send
     ws.send(text);
     return ws.bufferedAmount <= maxBufferedBytes;
   },

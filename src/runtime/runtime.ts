@@ -29,7 +29,10 @@ export interface SocketSupport {
   readonly ping?: (raw: unknown) => void;
   /** Options for the runtime's upgrade helper given the keep-alive settings (seconds). */
   upgradeOptions(ping: { readonly interval: number; readonly timeout: number }): unknown;
-  /** Send a text frame; false when the client is not keeping up: its buffer passed the limit or the frame was dropped. */
+  /**
+   * Send a text frame if the socket is open; false when the client is not keeping up: its buffer passed the limit
+   * or the frame was dropped.
+   */
   send(raw: unknown, text: string, maxBufferedBytes: number): boolean;
   /** Drop the connection without a close handshake (a slow consumer that never reads its close frame). */
   readonly terminate?: (raw: unknown) => void;

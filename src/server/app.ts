@@ -150,7 +150,8 @@ function connectionEvents(router: Router, support: SocketSupport, sweeper: Buffe
         session = router.connect({
           send(text) {
             try {
-              if (raw.readyState === 1 && !support.send(raw.raw, text, maxBufferedBytes)) slowConsumer(raw);
+              // `raw.readyState` is a snapshot on Bun; the runtime checks the live socket.
+              if (!support.send(raw.raw, text, maxBufferedBytes)) slowConsumer(raw);
             } catch (error) {
               log.debug("attempted to send to closed socket", { session: session?.id, error: String(error) });
             }
