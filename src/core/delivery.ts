@@ -19,8 +19,9 @@ interface ThrottleState {
 export class Delivery<M> {
   readonly #clock: Clock;
   readonly #sendLater: (message: M) => void;
-  readonly #orders = new Map<string, number>();
-  readonly #throttles = new Map<string, ThrottleState>();
+  // Created on first use: most subscriptions never see an order or a throttle, and there may be many thousands.
+  #orders: Map<string, number> | undefined;
+  #throttles: Map<string, ThrottleState> | undefined;
   #closed = false;
 
   /** `sendLater` sends a message held by the throttle when its window ends. */
@@ -33,6 +34,7 @@ export class Delivery<M> {
   offer(message: M, options: MessageOptions): Verdict {
     if (this.#closed) return "throttle";
     if (options.order !== undefined) {
+      this.#orders ??= new Map();
       const last = this.#orders.get(options.orderKey);
       if (last !== undefined && options.order <= last) return "order";
       this.#orders.set(options.orderKey, options.order);
@@ -40,6 +42,7 @@ export class Delivery<M> {
     if (options.throttle !== undefined) {
       const key = options.throttleKey;
       const now = this.#clock.now();
+      this.#throttles ??= new Map();
       const state = this.#throttles.get(key);
       if (state) {
         if (state.timer !== undefined) {
@@ -61,7 +64,7 @@ export class Delivery<M> {
   }
 
   #flush(key: string): void {
-    const state = this.#throttles.get(key);
+    const state = this.#throttles?.get(key);
     if (!state || this.#closed) return;
     state.timer = undefined;
     if (!state.hasPending) return;
@@ -75,17 +78,16 @@ export class Delivery<M> {
   /** Timers currently scheduled, for leak checks. */
   get pendingTimers(): number {
     let n = 0;
-    for (const state of this.#throttles.values()) if (state.timer !== undefined) n++;
+    for (const state of this.#throttles?.values() ?? []) if (state.timer !== undefined) n++;
     return n;
   }
 
   /** Cancel every held message and timer; later offers are refused. */
   close(): void {
     this.#closed = true;
-    for (const state of this.#throttles.values()) {
+    for (const state of this.#throttles?.values() ?? []) {
       if (state.timer !== undefined) this.#clock.clearTimeout(state.timer);
     }
-    this.#throttles.clear();
-    this.#orders.clear();
+    this.#throttles = this.#orders = undefined;
   }
 }
