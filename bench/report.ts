@@ -124,7 +124,7 @@ export function renderMarkdown(results: BenchResults): string {
       `Produced by \`${results.command}\` (${results.mode} mode, ${runs} per cell),`,
       `${results.startedAt} – ${results.finishedAt}; raw numbers in \`${results.rawFile}\`.`,
       `Every cell is the median${results.runs > 1 ? " with min–max over the runs" : ""}; ×N is the ratio to the`,
-      "scenario's reference column (bun-limit, or the raw script in S4). Benchmarks assert nothing: a slow result",
+      "scenario's reference column (bun-limit; in S4 bun-limit making the same three calls). Benchmarks assert nothing: a slow result",
       "is a finding, not a failure.",
     ].join(" "),
     "",

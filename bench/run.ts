@@ -35,6 +35,7 @@ const USAGE = `Usage: bun run bench/run.ts [options]
   --scenarios LIST     comma-separated scenario ids (default: ${SCENARIOS.map((s) => s.id).join(",")})
   --peers LIST         comma-separated targets (default: ${TARGETS.map((t) => t.name).join(",")})
   --runs N             runs per cell (default 3, or 1 with --quick)
+  --profile DIR        shoal-bun writes a CPU profile (Markdown, one per server run) into DIR
   --report PATH        where the Markdown tables go (default: BENCHMARKS.md for a full run of everything,
                        else bench/results/<timestamp>.md)
   -h, --help           this help`;
@@ -50,6 +51,7 @@ function parseCli() {
         peers: { type: "string" },
         runs: { type: "string" },
         report: { type: "string" },
+        profile: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -68,7 +70,7 @@ function parseCli() {
     const runs = values.runs ? Number(values.runs) : values.quick ? 1 : 3;
     if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs must be a positive integer");
     const everything = !values.scenarios && !values.peers;
-    return { quick: values.quick, scenarios, targets, runs, report: values.report, everything };
+    return { quick: values.quick, scenarios, targets, runs, report: values.report, profile: values.profile, everything };
   } catch (error) {
     console.error(`bench: ${(error as Error).message}\n\n${USAGE}`);
     process.exit(2);
@@ -79,10 +81,12 @@ function log(message: string): void {
   console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
 }
 
-function tools(): Tools {
+function tools(profileDir?: string): Tools {
   const bin = join(ROOT, "node_modules", ".bin");
   const local = (name: string) => (existsSync(join(bin, name)) ? join(bin, name) : name);
-  return { bun: local("bun"), deno: local("deno"), node: "node", binary: join(ROOT, "dist", "shoal") };
+  const binary = join(ROOT, "dist", "shoal");
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+  return { bun: local("bun"), deno: local("deno"), node: "node", binary, profileDir };
 }
 
 function version(command: string, args: string[]): string {
@@ -141,7 +145,7 @@ async function main(): Promise<number> {
   const options = parseCli();
   if (os.availableParallelism?.() < 2) throw new Error("the benchmark needs 2 CPUs (server on one, load on the other)");
   pinSelf();
-  const t = tools();
+  const t = tools(options.profile);
   if (options.targets.some((target) => target.name === "shoal-binary")) ensureBinary(t);
   const stamp = new Date().toISOString().replace(/[:.]/g, "-").replace(/-\d{3}Z$/, "Z");
   const resultsDir = join(ROOT, "bench", "results");

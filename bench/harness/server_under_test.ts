@@ -13,6 +13,8 @@ export interface ServerStartOptions {
   readonly configDir: string;
   /** Shoal's config beyond the listener, the broker and the log (e.g. `ws` options, `services`). */
   readonly shoalConfig?: ShoalConfigExtras;
+  /** Environment for a peer beside PORT and REDIS_URL (e.g. bun-limit's CALLBACK_URL). */
+  readonly peerEnv?: Readonly<Record<string, string>>;
   readonly cpu?: number;
   /** Listen port; a free one if not given. */
   readonly port?: number;
@@ -72,7 +74,7 @@ export class ServerUnderTest {
     const child = new Child(target.name, target.command(options.tools, configPath), {
       cwd: options.cwd,
       cpu: options.cpu,
-      env: { PORT: String(port), REDIS_URL: options.redisUrl },
+      env: { ...options.peerEnv, PORT: String(port), REDIS_URL: options.redisUrl },
     });
     try {
       await child.waitFor(

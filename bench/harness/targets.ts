@@ -8,6 +8,8 @@ export interface Tools {
   readonly node: string;
   /** The `bun build --compile` executable of Shoal. */
   readonly binary: string;
+  /** With `--profile DIR`: shoal-bun writes a CPU profile (Markdown) there when it exits. */
+  readonly profileDir?: string;
 }
 
 export type TargetName = "bun-limit" | "node-ws" | "socketio" | "shoal-bun" | "shoal-deno" | "shoal-binary";
@@ -35,10 +37,14 @@ export const TARGETS: readonly Target[] = [
   peer("bun-limit", "shoal", "redis", (t) => [t.bun, "run", "bench/peers/bun_limit.ts"]),
   peer("node-ws", "shoal", "redis", (t) => [t.node, "bench/peers/node_ws.mjs"]),
   peer("socketio", "socketio", "socketio", (t) => [t.node, "bench/peers/socketio.mjs"]),
-  shoal("shoal-bun", (t, config) => [t.bun, "run", "main.ts", "-c", config]),
+  shoal("shoal-bun", (t, config) => [t.bun, ...profileFlags(t), "run", "main.ts", "-c", config]),
   shoal("shoal-deno", (t, config) => [t.deno, "run", "-A", "main.ts", "-c", config]),
   shoal("shoal-binary", (t, config) => [t.binary, "-c", config]),
 ];
+
+function profileFlags(t: Tools): string[] {
+  return t.profileDir ? ["--cpu-prof-md", `--cpu-prof-dir=${t.profileDir}`, "--cpu-prof-interval=250"] : [];
+}
 
 export function targetNamed(name: string): Target {
   const target = TARGETS.find((t) => t.name === name);

@@ -1,9 +1,12 @@
 /// <reference types="@types/bun" />
 // Peer "bun-limit": the practical ceiling of a JS router. Raw Bun.serve, one Redis SUBSCRIBE per topic, and fan-out
 // through Bun's native pub/sub (`ws.subscribe` + `server.publish`), which writes a frame to every subscriber in
-// native code. Speaks Shoal's subscribe/unsubscribe/message subset; no auth, services, ordering or throttling.
+// native code. Speaks Shoal's subscribe/unsubscribe/message subset; no auth, ordering or throttling.
+// With CALLBACK_URL (S4) each subscribe first POSTs `{subscription}` to CALLBACK_URL/authorize and
+// CALLBACK_URL/before_subscribe, one after the other, answers OK, then POSTs CALLBACK_URL/on_subscribe: the same
+// three calls Shoal makes, done by hand with fetch.
 //
-//   PORT=8001 REDIS_URL=redis://127.0.0.1:6400 bun run bench/peers/bun_limit.ts
+//   PORT=8001 REDIS_URL=redis://127.0.0.1:6400 [CALLBACK_URL=http://127.0.0.1:8002] bun run bench/peers/bun_limit.ts
 import type { ServerWebSocket } from "bun";
 import { createClient } from "redis";
 
@@ -16,6 +19,7 @@ type Socket = ServerWebSocket<{ readonly topics: Set<string> }>;
 
 const port = Number(process.env.PORT);
 const redisUrl = process.env.REDIS_URL;
+const callbackUrl = process.env.CALLBACK_URL;
 if (!Number.isInteger(port) || port <= 0 || !redisUrl) {
   console.error("bun_limit: set PORT and REDIS_URL");
   process.exit(2);
@@ -38,9 +42,23 @@ function onRedisMessage(message: string, channel: string): void {
   server.publish(channel, JSON.stringify({ event: "message", subscription: channel, data }));
 }
 
+/** POST `{subscription}` to one of the service's callbacks; true if it answered `{"status":"ok"}`. */
+async function callback(path: string, name: string): Promise<boolean> {
+  const response = await fetch(`${callbackUrl}/${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ subscription: name }),
+  });
+  return response.ok && ((await response.json()) as { status?: unknown }).status === "ok";
+}
+
 async function subscribe(ws: Socket, name: string): Promise<void> {
   if (ws.data.topics.has(name)) {
     ws.send(JSON.stringify({ event: "subscribe", status: "error", error: "Already subscribed.", subscription: name }));
+    return;
+  }
+  if (callbackUrl && !(await callback("authorize", name) && await callback("before_subscribe", name))) {
+    ws.send(JSON.stringify({ event: "subscribe", status: "error", error: "Unauthorized.", subscription: name }));
     return;
   }
   ws.data.topics.add(name);
@@ -58,6 +76,7 @@ async function subscribe(ws: Socket, name: string): Promise<void> {
     throw error;
   }
   ws.send(JSON.stringify({ event: "subscribe", status: "ok", subscription: name }));
+  if (callbackUrl) await callback("on_subscribe", name);
 }
 
 /** Forget one local subscriber; the last one leaves the Redis channel. */

@@ -7,7 +7,8 @@ import { assertRunning, assertSubscribed, type Scenario, sleep, withServer } fro
 
 const FULL = { sessions: 5000, concurrency: 50, workers: 2 };
 const QUICK = { sessions: 100, concurrency: 20, workers: 2 };
-const RAW = "raw-script";
+const RAW = "http-only";
+const LIMIT = "bun-limit";
 const TOPIC = "bench.s4";
 const CALLBACKS = ["/authorize", "/before_subscribe", "/on_subscribe"];
 
@@ -43,7 +44,10 @@ async function awaitCalls(url: string, sessions: number): Promise<Record<string,
   }
 }
 
-/** S4: subscribes that call authorizer, before_subscribe and on_subscribe; against a script doing only the calls. */
+/**
+ * S4: subscribes that call authorizer, before_subscribe and on_subscribe; against bun-limit making the same three
+ * calls by hand per subscribe, and a script making only the calls.
+ */
 export const s4Callbacks: Scenario = {
   id: "S4",
   title: "Subscribe with service callbacks",
@@ -54,13 +58,16 @@ export const s4Callbacks: Scenario = {
       "whose `authorizer`, `beforeSubscribe` and `onSubscribe` point at a Bun.serve service (on the load CPU) that",
       'answers `{"status":"ok"}` at once. Sessions/s = sessions / time until the last subscribe OK; every',
       "on_subscribe call is then checked to have arrived.",
-      `\`${RAW}\` is \`bench/load/raw_subscribe.ts\` on the server CPU: the same three POSTs per session, one after`,
-      `another, ${p.concurrency} sessions at a time, and nothing else: the ceiling of a Bun process making these calls.`,
-      "The WebSocket peers have no service callbacks and sit this one out.",
+      `The reference, \`${LIMIT}\`, is the raw Bun.serve peer with \`CALLBACK_URL\` set: per subscribe it POSTs to`,
+      "the same three paths with `fetch`, one after another (on_subscribe after the OK), and nothing else: a raw",
+      "script doing this work over WebSockets.",
+      `\`${RAW}\` is \`bench/load/raw_subscribe.ts\` on the server CPU: the three POSTs per session, ${p.concurrency}`,
+      "sessions at a time, with no WebSocket at all: the ceiling of a Bun process making these calls.",
+      "node-ws and socketio have no service callbacks and sit this one out.",
     ].join(" ");
   },
-  columns: (targets) => [RAW, ...targets.filter((t) => t.shoal).map((t) => t.name)],
-  reference: RAW,
+  columns: (targets) => [RAW, ...targets.filter((t) => t.shoal || t.name === LIMIT).map((t) => t.name)],
+  reference: LIMIT,
   metrics: () => [
     { key: "sessionsPerSecond", label: "sessions set up per second", format: "rate", ratio: true },
     { key: "cpuPerSession", label: "server CPU per session", format: "ms", ratio: true },
@@ -70,7 +77,7 @@ export const s4Callbacks: Scenario = {
   async run(context, column) {
     const service = await startService(context);
     try {
-      const result = column === RAW ? await runRaw(context, service.url) : await runShoal(context, column, service.url);
+      const result = column === RAW ? await runRaw(context, service.url) : await runServer(context, column, service.url);
       if (!service.child.running) throw service.child.error("exited during the scenario");
       return result;
     } finally {
@@ -118,7 +125,7 @@ async function runRaw(context: RunContext, url: string) {
   };
 }
 
-async function runShoal(context: RunContext, column: string, url: string) {
+async function runServer(context: RunContext, column: string, url: string) {
   const p = context.quick ? QUICK : FULL;
   const target = targetNamed(column);
   const service = {
@@ -126,7 +133,8 @@ async function runShoal(context: RunContext, column: string, url: string) {
     beforeSubscribe: `${url}/before_subscribe`,
     onSubscribe: `${url}/on_subscribe`,
   };
-  return await withServer(context, target, { shoal: { service }, workers: [p.workers] }, async (server, [workers]) => {
+  const setup = { shoal: { service }, peerEnv: { CALLBACK_URL: url }, workers: [p.workers] };
+  return await withServer(context, target, setup, async (server, [workers]) => {
     const window = new ResourceWindow(server.pid, context.loadCpu);
     const connected = await workers.connect(Array.from({ length: p.sessions }, () => [TOPIC]), {
       protocol: target.protocol,

@@ -55,6 +55,8 @@ const SLOW_EXIT_SECONDS = 5;
 export interface SetupOptions {
   /** Shoal's config for this scenario (the peers have none). */
   readonly shoal?: ShoalConfigExtras;
+  /** Environment for the peers (see `ServerStartOptions.peerEnv`). */
+  readonly peerEnv?: Readonly<Record<string, string>>;
   /** Load-worker pools to start against the server, by worker count: `[2, 1]` gives two pools. */
   readonly workers: readonly number[];
 }
@@ -77,6 +79,7 @@ export async function withServer<T>(
       redisUrl: context.redisUrl,
       configDir: context.configDir,
       shoalConfig: options.shoal,
+      peerEnv: options.peerEnv,
       cpu: context.serverCpu,
       port,
     }),
