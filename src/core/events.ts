@@ -6,7 +6,7 @@ import { truthy } from "../protocol/pyvalues.ts";
 import type { ServiceAnswer } from "../services/service_client.ts";
 import type { Router } from "./router.ts";
 import type { Session } from "./session.ts";
-import { Subscription } from "./subscription.ts";
+import { NO_FIELDS, Subscription } from "./subscription.ts";
 
 type Fields = Readonly<Record<string, unknown>>;
 type Handler = (router: Router, session: Session, fields: Fields) => Promise<void>;
@@ -154,10 +154,10 @@ function resolve(router: Router, fields: Fields): { name: string; serviceName: s
 }
 
 /** The service's extra fields present in a request. */
-function pickExtra(service: ServiceConfig, fields: Fields): Record<string, unknown> {
-  const extra: Record<string, unknown> = {};
-  for (const f of service.extraFields) if (Object.hasOwn(fields, f)) extra[f] = fields[f];
-  return extra;
+function pickExtra(service: ServiceConfig, fields: Fields): Fields {
+  let extra: Record<string, unknown> | undefined;
+  for (const f of service.extraFields) if (Object.hasOwn(fields, f)) (extra ??= {})[f] = fields[f];
+  return extra ?? NO_FIELDS;
 }
 
 /** Throw the client-facing error of a failed callback: the service's `error` (null included) or the default. */

@@ -2,6 +2,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Broker, BrokerStatus } from "../broker/broker.ts";
 import type { Config } from "../config.ts";
 import { CloseCodes } from "../protocol/close_codes.ts";
+import { debugEnabled } from "../log.ts";
 import { ServiceClient } from "../services/service_client.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { Hub } from "./hub.ts";
@@ -104,7 +105,7 @@ export class Router {
     const session = new Session(this, transport, `${this.#idPrefix}-${++this.#nextId}`);
     this.#sessions.add(session);
     this.observer.connectionOpened?.();
-    log.debug("new session", { session: session.id });
+    if (debugEnabled()) log.debug("new session", { session: session.id });
     return session;
   }
 
@@ -112,7 +113,7 @@ export class Router {
   sessionClosed(session: Session): void {
     if (this.#sessions.delete(session)) {
       this.observer.connectionClosed?.();
-      log.debug("connection closed", { session: session.id });
+      if (debugEnabled()) log.debug("connection closed", { session: session.id });
     }
   }
 

@@ -1,11 +1,12 @@
 import { getLogger, withContext } from "@logtape/logtape";
+import { debugEnabled } from "../log.ts";
 import { CloseCodes } from "../protocol/close_codes.ts";
 import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
 import { Errors, EventError } from "../protocol/errors.ts";
 import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame, revokedFrame } from "../protocol/frames.ts";
 import { EVENT_HANDLERS, removeSubscription, unsubscribeCallbacks } from "./events.ts";
 import type { Router } from "./router.ts";
-import type { Subscription } from "./subscription.ts";
+import { NO_FIELDS, type Subscription } from "./subscription.ts";
 
 const log = getLogger(["shoal", "session"]);
 
@@ -31,7 +32,7 @@ export class Session {
   /** Active and pending subscriptions by name. */
   readonly subscriptions = new Map<string, Subscription>();
   /** What ticket validation returned (only the configured auth fields); empty means anonymous. */
-  authInfo: Readonly<Record<string, unknown>> = {};
+  authInfo: Readonly<Record<string, unknown>> = NO_FIELDS;
   readonly #router: Router;
   readonly #transport: Transport;
   readonly #queue: Task[] = [];
@@ -193,7 +194,7 @@ export class Session {
     const subscription = name !== "auth" && typeof fields.subscription === "string" && fields.subscription !== ""
       ? fields.subscription
       : undefined;
-    log.debug("client event", { session: this.id, data: fields });
+    if (debugEnabled()) log.debug("client event", { session: this.id, data: fields });
     try {
       await EVENT_HANDLERS[name](this.#router, this, fields);
       observer.event?.(name, true);

@@ -11,6 +11,9 @@ import type { Session } from "./session.ts";
 
 const log = getLogger(["shoal", "subscription"]);
 
+/** The shared empty field set: most sessions and subscriptions have no extra, authorizer or auth fields. */
+export const NO_FIELDS: Readonly<Record<string, unknown>> = Object.freeze({});
+
 /** Most messages kept for a subscription whose `before_subscribe` is still running. */
 const MAX_SETUP_BUFFER = 10_000;
 
@@ -32,11 +35,13 @@ export class Subscription {
   readonly extraKey: string;
   /** The native fan-out topic this subscription joined (set by the hub), if any. */
   topic: string | undefined;
-  #authorizerFields: Readonly<Record<string, unknown>> = {};
+  #authorizerFields: Readonly<Record<string, unknown>> = NO_FIELDS;
   #state: "pending" | "active" | "closed" = "pending";
-  #buffer: PublishedMessage[] = [];
+  /** Messages that arrived while pending; created by the first one. */
+  #buffer: PublishedMessage[] | undefined;
   readonly #router: Router;
-  readonly #delivery: Delivery<PublishedMessage>;
+  /** Order and throttle state; created by the first message that asks for either. */
+  #delivery: Delivery<PublishedMessage> | undefined;
   #renewalTimer: unknown;
   #heartbeatTimer: unknown;
 
@@ -52,7 +57,6 @@ export class Subscription {
     this.service = options.service;
     this.extra = options.extra;
     this.extraKey = Object.keys(options.extra).length === 0 ? "" : JSON.stringify(options.extra);
-    this.#delivery = new Delivery(router.clock, (message) => this.#sendHeld(message));
   }
 
   get active(): boolean {
@@ -69,10 +73,10 @@ export class Subscription {
 
   /** Keep the configured authorizer fields present in an authorizer answer; true when they changed. */
   storeAuthorizerFields(answer: Readonly<Record<string, unknown>>): boolean {
-    const fields: Record<string, unknown> = {};
-    for (const f of this.service.authorizerFields) if (Object.hasOwn(answer, f)) fields[f] = answer[f];
-    const changed = !pyEquals(fields, this.#authorizerFields);
-    this.#authorizerFields = fields;
+    let fields: Record<string, unknown> | undefined;
+    for (const f of this.service.authorizerFields) if (Object.hasOwn(answer, f)) (fields ??= {})[f] = answer[f];
+    const changed = !pyEquals(fields ?? NO_FIELDS, this.#authorizerFields);
+    this.#authorizerFields = fields ?? NO_FIELDS;
     return changed;
   }
 
@@ -101,11 +105,12 @@ export class Subscription {
   receive(message: PublishedMessage, frame: FrameSource): void {
     if (this.#state === "closed") return;
     if (this.#state === "pending") {
-      if (this.#buffer.length >= MAX_SETUP_BUFFER) {
-        this.#buffer.shift();
+      const buffer = this.#buffer ??= [];
+      if (buffer.length >= MAX_SETUP_BUFFER) {
+        buffer.shift();
         log.warn("setup buffer full; oldest message dropped", { session: this.session.id, subscription: this.name });
       }
-      this.#buffer.push(message);
+      buffer.push(message);
       return;
     }
     if (this.#pass(message) === "deliver") this.#deliver(frame(this));
@@ -114,15 +119,16 @@ export class Subscription {
   /** Run the `before_subscribe` answer through filter, order and throttle: true when the OK may be sent. */
   admitAnswer(answer: Readonly<Record<string, unknown>>, options: PublishedMessage["options"]): boolean {
     if (!this.matches(answer)) return false;
-    return this.#delivery.offer({ subscription: this.name, data: answer.data, options, fields: answer }, options) === "deliver";
+    const message = { subscription: this.name, data: answer.data, options, fields: answer };
+    return this.#offer(message, options) === "deliver";
   }
 
   /** Confirm: deliver what was buffered during setup (without received_at/queue_size), start periodic tasks. */
   activate(): void {
     if (this.#state !== "pending") return;
     this.#state = "active";
-    const buffered = this.#buffer;
-    this.#buffer = [];
+    const buffered = this.#buffer ?? [];
+    this.#buffer = undefined;
     for (const message of buffered) {
       if (this.#pass(message) !== "deliver") continue;
       this.#deliver(JSON.stringify(messageFrame(this.name, message.data, {
@@ -143,8 +149,8 @@ export class Subscription {
   close(): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
-    this.#buffer = [];
-    this.#delivery.close();
+    this.#buffer = undefined;
+    this.#delivery?.close();
     if (this.#renewalTimer !== undefined) this.#router.clock.clearTimeout(this.#renewalTimer);
     if (this.#heartbeatTimer !== undefined) this.#router.clock.clearTimeout(this.#heartbeatTimer);
     this.#renewalTimer = this.#heartbeatTimer = undefined;
@@ -152,7 +158,7 @@ export class Subscription {
 
   /** Timers this subscription holds, for leak checks. */
   get timerCount(): number {
-    return this.#delivery.pendingTimers + (this.#renewalTimer !== undefined ? 1 : 0) +
+    return (this.#delivery?.pendingTimers ?? 0) + (this.#renewalTimer !== undefined ? 1 : 0) +
       (this.#heartbeatTimer !== undefined ? 1 : 0);
   }
 
@@ -161,9 +167,15 @@ export class Subscription {
       this.#router.observer.filtered?.("fields");
       return "fields";
     }
-    const verdict = this.#delivery.offer(message, message.options);
+    const verdict = this.#offer(message, message.options);
     if (verdict !== "deliver") this.#router.observer.filtered?.(verdict);
     return verdict;
+  }
+
+  #offer(message: PublishedMessage, options: PublishedMessage["options"]): Verdict {
+    if (options.order === undefined && options.throttle === undefined) return "deliver";
+    this.#delivery ??= new Delivery(this.#router.clock, (held) => this.#sendHeld(held));
+    return this.#delivery.offer(message, options);
   }
 
   #deliver(text: string): void {

@@ -49,6 +49,7 @@ const socket: SocketSupport = {
     ws.send(text);
     return ws.bufferedAmount <= maxBufferedBytes;
   },
+  close: (raw, code, reason) => (raw as WebSocket).close(code, reason),
   bufferedAmount: (raw) => (raw as WebSocket).bufferedAmount,
 };
 

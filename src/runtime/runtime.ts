@@ -34,6 +34,8 @@ export interface SocketSupport {
    * or the frame was dropped.
    */
   send(raw: unknown, text: string, maxBufferedBytes: number): boolean;
+  /** Start the close handshake (throws if the socket is already closed on some runtimes). */
+  close(raw: unknown, code: number, reason: string): void;
   /** Drop the connection without a close handshake (a slow consumer that never reads its close frame). */
   readonly terminate?: (raw: unknown) => void;
   /** Bytes queued for the client but not yet written. */

@@ -4,12 +4,12 @@ import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import type { UpgradeWebSocket, WSContext } from "hono/ws";
 import type { Router } from "../core/router.ts";
-import type { Session } from "../core/session.ts";
+import type { Session, Transport } from "../core/session.ts";
 import { parsePublishedMessage } from "../protocol/broker_message.ts";
 import { CloseCodes } from "../protocol/close_codes.ts";
 import type { PrometheusMetrics } from "../metrics/metrics.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
-import { KeepAlive } from "./keep_alive.ts";
+import { KeepAlive, type KeepAlivePeer } from "./keep_alive.ts";
 
 const log = getLogger(["shoal", "server"]);
 
@@ -30,7 +30,7 @@ export interface AppOptions {
 export function createApp(options: AppOptions): Hono {
   const { router } = options;
   const app = new Hono();
-  const sweeper = new BufferSweeper();
+  const context = connectionContext(router, options.socket, new BufferSweeper());
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", (c) => {
@@ -89,7 +89,7 @@ export function createApp(options: AppOptions): Hono {
   app.get(
     "*",
     options.upgradeWebSocket(
-      () => connectionEvents(router, options.socket, sweeper),
+      () => (options.socket.topics ? new TopicConnection(context) : new Connection(context)),
       options.socket.upgradeOptions(router.config.ws.ping),
     ),
     (c) => c.json({ status: "error", error: "Upgrade Required: this is a WebSocket endpoint." }, 426),
@@ -109,116 +109,177 @@ export function createMetricsApp(metrics: PrometheusMetrics): Hono {
   return app;
 }
 
-/**
- * The events of one WebSocket connection. Every handler catches: on Deno an exception in a WebSocket handler
- * would end the process. State lives in this closure, created once per connection on both runtimes.
- */
-function connectionEvents(router: Router, support: SocketSupport, sweeper: BufferSweeper) {
-  const { maxMessageBytes, maxBufferedBytes, ping } = router.config.ws;
-  let session: Session | undefined;
-  let keepAlive: KeepAlive | undefined;
-  let closed = false;
-  let terminateTimer: unknown;
-  const watched = { overLimit: () => false, onOverLimit: () => {} };
+/** What every connection of one app shares. */
+interface ConnectionContext {
+  readonly router: Router;
+  readonly support: SocketSupport;
+  readonly sweeper: BufferSweeper;
+  readonly maxMessageBytes: number;
+  readonly maxBufferedBytes: number;
+  readonly ping: { readonly interval: number; readonly timeout: number };
+}
 
-  function close(raw: WSContext, code: number, reason: string): void {
+function connectionContext(router: Router, support: SocketSupport, sweeper: BufferSweeper): ConnectionContext {
+  const { maxMessageBytes, maxBufferedBytes, ping } = router.config.ws;
+  return { router, support, sweeper, maxMessageBytes, maxBufferedBytes, ping };
+}
+
+/**
+ * One WebSocket connection: Hono's event handlers, the session's transport, the keep-alive's peer and the
+ * sweeper's watched socket, all in one object. Methods rather than closures: there may be many thousands of
+ * connections, and each closure costs memory. Every handler catches: on Deno an exception in a WebSocket handler
+ * would end the process. Keeps the runtime's socket (`WSContext.raw`), not Hono's per-event `WSContext`.
+ */
+class Connection implements Transport, KeepAlivePeer, Watched {
+  readonly #context: ConnectionContext;
+  #socket: unknown;
+  #session: Session | undefined;
+  #keepAlive: KeepAlive | undefined;
+  #closed = false;
+  #terminateTimer: unknown;
+
+  constructor(context: ConnectionContext) {
+    this.#context = context;
+  }
+
+  onOpen(_event: Event, ws: WSContext): void {
     try {
-      raw.close(code, reason);
+      const { router, support, ping } = this.#context;
+      this.#socket = ws.raw;
+      this.#session = router.connect(this);
+      if (!this.#session) return this.close(CloseCodes.normal, "");
+      if (support.ping && ping.interval > 0) {
+        this.#keepAlive = new KeepAlive(router.clock, ping, this);
+        this.#keepAlive.start();
+      }
     } catch (error) {
-      log.debug("connection already closing", { session: session?.id, error: String(error) });
+      log.error("unhandled error in open handler", { error: String(error) });
     }
   }
 
+  onMessage(event: MessageEvent, _ws: WSContext): void {
+    const session = this.#session;
+    try {
+      if (!session) return;
+      const data = event.data as string | ArrayBuffer | Uint8Array | Blob;
+      if (data instanceof Blob) return; // binaryType is arraybuffer on both runtimes; a Blob never arrives
+      if (exceeds(data, this.#context.maxMessageBytes)) {
+        void session.close(CloseCodes.messageTooBig, "message too big");
+        return;
+      }
+      session.receive(data);
+    } catch (error) {
+      log.error("unhandled error in consumer handler", { session: session?.id, error: String(error) });
+    }
+  }
+
+  /** Not a Hono event: the Bun runtime calls it for every pong frame. */
+  onPong(): void {
+    this.#keepAlive?.pong();
+  }
+
+  onClose(event: CloseEvent): void {
+    const session = this.#session;
+    try {
+      this.#closed = true;
+      this.#context.sweeper.unwatch(this);
+      this.#keepAlive?.stop();
+      this.#context.router.clock.clearTimeout(this.#terminateTimer);
+      if (event.code === 1001 && event.reason === "No response from ping frame.") {
+        log.info("ping timeout", { session: session?.id });
+      }
+      session?.disconnected().catch((error) => log.error("teardown failed", { session: session.id, error: String(error) }));
+    } catch (error) {
+      log.error("unhandled error in close handler", { session: session?.id, error: String(error) });
+    }
+  }
+
+  onError(event: Event): void {
+    log.debug("websocket error", {
+      session: this.#session?.id,
+      error: String((event as ErrorEvent).message ?? event.type),
+    });
+  }
+
+  // Transport
+
+  send(text: string): void {
+    try {
+      // The runtime checks the live socket state (Hono's `readyState` is a snapshot on Bun).
+      if (!this.#context.support.send(this.#socket, text, this.#context.maxBufferedBytes)) this.#slowConsumer();
+    } catch (error) {
+      log.debug("attempted to send to closed socket", { session: this.#session?.id, error: String(error) });
+    }
+  }
+
+  close(code: number, reason?: string): void {
+    try {
+      this.#context.support.close(this.#socket, code, reason ?? "");
+    } catch (error) {
+      log.debug("connection already closing", { session: this.#session?.id, error: String(error) });
+    }
+  }
+
+  // KeepAlivePeer
+
+  ping(): void {
+    try {
+      this.#context.support.ping!(this.#socket);
+    } catch (error) {
+      log.debug("ping failed", { session: this.#session?.id, error: String(error) });
+    }
+  }
+
+  pingTimedOut(): void {
+    log.info("ping timeout", { session: this.#session?.id });
+    void this.#session?.close(CloseCodes.normal);
+  }
+
+  // Watched
+
+  overLimit(): boolean {
+    return this.#context.support.bufferedAmount(this.#socket) > this.#context.maxBufferedBytes;
+  }
+
+  onOverLimit(): void {
+    this.#slowConsumer();
+  }
+
   /** The client stopped reading: close it, and drop it if it does not read its close frame either. */
-  function slowConsumer(raw: WSContext): void {
+  #slowConsumer(): void {
+    const session = this.#session;
     if (!session?.open) return;
+    const { router, support, maxBufferedBytes, ping } = this.#context;
     log.warn("slow consumer; closing", { session: session.id, maxBufferedBytes });
     router.observer.dropped?.("backpressure");
     void session.close(CloseCodes.slowConsumer, "slow consumer");
     if (support.terminate) {
-      terminateTimer = router.clock.setTimeout(() => {
-        if (!closed) support.terminate!(raw.raw);
+      this.#terminateTimer = router.clock.setTimeout(() => {
+        if (!this.#closed) support.terminate!(this.#socket);
       }, ping.timeout * 1000);
     }
   }
 
-  return {
-    onOpen(_event: Event, raw: WSContext) {
-      try {
-        watched.overLimit = () => support.bufferedAmount(raw.raw) > maxBufferedBytes;
-        watched.onOverLimit = () => slowConsumer(raw);
-        session = router.connect({
-          send(text) {
-            try {
-              // `raw.readyState` is a snapshot on Bun; the runtime checks the live socket.
-              if (!support.send(raw.raw, text, maxBufferedBytes)) slowConsumer(raw);
-            } catch (error) {
-              log.debug("attempted to send to closed socket", { session: session?.id, error: String(error) });
-            }
-          },
-          close: (code, reason) => close(raw, code, reason ?? ""),
-          ...(support.topics
-            ? {
-              subscribe: (topic: string) => {
-                support.topics!.subscribe(raw.raw, topic);
-                // Fanned-out frames bypass `send`: the sweeper watches this socket's buffer instead.
-                sweeper.watch(watched);
-              },
-              unsubscribe: (topic: string) => support.topics!.unsubscribe(raw.raw, topic),
-            }
-            : {}),
-        });
-        if (!session) return close(raw, CloseCodes.normal, "");
-        if (support.ping) {
-          const id = session.id;
-          keepAlive = new KeepAlive(router.clock, ping, () => {
-            try {
-              support.ping!(raw.raw);
-            } catch (error) {
-              log.debug("ping failed", { session: id, error: String(error) });
-            }
-          }, () => {
-            log.info("ping timeout", { session: id });
-            void session?.close(CloseCodes.normal);
-          });
-          keepAlive.start();
-        }
-      } catch (error) {
-        log.error("unhandled error in open handler", { error: String(error) });
-      }
-    },
-    onMessage(event: MessageEvent, _raw: WSContext) {
-      try {
-        if (!session) return;
-        const data = event.data as string | ArrayBuffer | Uint8Array | Blob;
-        if (data instanceof Blob) return; // binaryType is arraybuffer on both runtimes; a Blob never arrives
-        if (exceeds(data, maxMessageBytes)) {
-          void session.close(CloseCodes.messageTooBig, "message too big");
-          return;
-        }
-        session.receive(data);
-      } catch (error) {
-        log.error("unhandled error in consumer handler", { session: session?.id, error: String(error) });
-      }
-    },
-    /** Not a Hono event: the Bun runtime calls it for every pong frame. */
-    onPong() {
-      keepAlive?.pong();
-    },
-    onClose(event: CloseEvent) {
-      closed = true;
-      sweeper.unwatch(watched);
-      keepAlive?.stop();
-      router.clock.clearTimeout(terminateTimer);
-      if (event.code === 1001 && event.reason === "No response from ping frame.") {
-        log.info("ping timeout", { session: session?.id });
-      }
-      session?.disconnected().catch((error) => log.error("teardown failed", { session: session?.id, error: String(error) }));
-    },
-    onError(event: Event) {
-      log.debug("websocket error", { session: session?.id, error: String((event as ErrorEvent).message ?? event.type) });
-    },
-  };
+  protected get socket(): unknown {
+    return this.#socket;
+  }
+
+  protected get context(): ConnectionContext {
+    return this.#context;
+  }
+}
+
+/** A connection on a runtime with native fan-out topics (Bun): the transport can join them. */
+class TopicConnection extends Connection {
+  subscribe(topic: string): void {
+    this.context.support.topics!.subscribe(this.socket, topic);
+    // Fanned-out frames bypass `send`: the sweeper watches this socket's buffer instead.
+    this.context.sweeper.watch(this);
+  }
+
+  unsubscribe(topic: string): void {
+    this.context.support.topics!.unsubscribe(this.socket, topic);
+  }
 }
 
 /** How often sockets on the fan-out path have their send buffer checked, milliseconds. */

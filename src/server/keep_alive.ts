@@ -1,5 +1,13 @@
 import type { Clock } from "../core/clock.ts";
 
+/** The connection a keep-alive pings: methods, so one connection needs no closures for it. */
+export interface KeepAlivePeer {
+  /** Send a ping frame. */
+  ping(): void;
+  /** No pong came within `timeout`: give up on the connection (called once). */
+  pingTimedOut(): void;
+}
+
 export interface KeepAliveOptions {
   /** Seconds between pings (minus the last round trip, as SocketShark); 0 disables. */
   readonly interval: number;
@@ -15,17 +23,15 @@ export interface KeepAliveOptions {
 export class KeepAlive {
   readonly #clock: Clock;
   readonly #options: KeepAliveOptions;
-  readonly #ping: () => void;
-  readonly #onTimeout: () => void;
+  readonly #peer: KeepAlivePeer;
   #timer: unknown;
   #sentAt: number | undefined;
   #stopped = false;
 
-  constructor(clock: Clock, options: KeepAliveOptions, ping: () => void, onTimeout: () => void) {
+  constructor(clock: Clock, options: KeepAliveOptions, peer: KeepAlivePeer) {
     this.#clock = clock;
     this.#options = options;
-    this.#ping = ping;
-    this.#onTimeout = onTimeout;
+    this.#peer = peer;
   }
 
   start(): void {
@@ -63,8 +69,8 @@ export class KeepAlive {
       this.#timer = undefined;
       if (this.#stopped) return;
       this.#stopped = true;
-      this.#onTimeout();
+      this.#peer.pingTimedOut();
     }, this.#options.timeout * 1000);
-    this.#ping();
+    this.#peer.ping();
   }
 }

@@ -7,8 +7,9 @@ function keepAlive(clock: FakeClock, interval: number, timeout: number) {
   const pings: number[] = [];
   const timeouts: number[] = [];
   const start = clock.now();
-  const k = new KeepAlive(clock, { interval, timeout }, () => pings.push(clock.now() - start), () => {
-    timeouts.push(clock.now() - start);
+  const k = new KeepAlive(clock, { interval, timeout }, {
+    ping: () => pings.push(clock.now() - start),
+    pingTimedOut: () => timeouts.push(clock.now() - start),
   });
   return { k, pings, timeouts };
 }
