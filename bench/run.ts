@@ -9,7 +9,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -35,7 +35,8 @@ const USAGE = `Usage: bun run bench/run.ts [options]
   --scenarios LIST     comma-separated scenario ids (default: ${SCENARIOS.map((s) => s.id).join(",")})
   --peers LIST         comma-separated targets (default: ${TARGETS.map((t) => t.name).join(",")})
   --runs N             runs per cell (default 3, or 1 with --quick)
-  --profile DIR        shoal-bun writes a CPU profile (Markdown, one per server run) into DIR
+  --profile DIR        shoal-bun and shoal-deno write a CPU profile (Markdown, one per server run) into DIR
+  --results DIR        where the raw JSON goes (default bench/results)
   --report PATH        where the Markdown tables go (default: BENCHMARKS.md for a full run of everything,
                        else bench/results/<timestamp>.md)
   -h, --help           this help`;
@@ -52,6 +53,7 @@ function parseCli() {
         runs: { type: "string" },
         report: { type: "string" },
         profile: { type: "string" },
+        results: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -70,7 +72,7 @@ function parseCli() {
     const runs = values.runs ? Number(values.runs) : values.quick ? 1 : 3;
     if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs must be a positive integer");
     const everything = !values.scenarios && !values.peers;
-    return { quick: values.quick, scenarios, targets, runs, report: values.report, profile: values.profile, everything };
+    return { quick: values.quick, scenarios, targets, runs, report: values.report, profile: values.profile, results: values.results, everything };
   } catch (error) {
     console.error(`bench: ${(error as Error).message}\n\n${USAGE}`);
     process.exit(2);
@@ -148,7 +150,7 @@ async function main(): Promise<number> {
   const t = tools(options.profile);
   if (options.targets.some((target) => target.name === "shoal-binary")) ensureBinary(t);
   const stamp = new Date().toISOString().replace(/[:.]/g, "-").replace(/-\d{3}Z$/, "Z");
-  const resultsDir = join(ROOT, "bench", "results");
+  const resultsDir = options.results ? resolve(options.results) : join(ROOT, "bench", "results");
   const jsonPath = join(resultsDir, `${stamp}.json`);
   const configDir = join(resultsDir, "tmp", stamp);
   mkdirSync(configDir, { recursive: true });

@@ -4,7 +4,10 @@
 // system packages when missing (as root with apt-get), otherwise this stops and says how to install it.
 //
 //   node tests/run.mjs              all suites
-//   node tests/run.mjs unit e2e-bun the named suites only (typecheck, unit-deno, unit-bun, e2e-deno, e2e-bun, e2e-binary)
+//   node tests/run.mjs unit e2e-bun the named suites only (typecheck, unit-deno, unit-bun, e2e-deno, e2e-bun, e2e-binary,
+//                                   bench-quick)
+// bench-quick runs the benchmark suite small and short (bench/run.ts --quick) so the harness cannot rot: each
+// scenario × server run counts as a test that passes when it completed; no timing is judged.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -67,7 +70,7 @@ const unitDirs = readdirSync(join(root, "tests"), { withFileTypes: true })
 
 const suites = {
   typecheck: () => {
-    const code = run("deno", ["check", "main.ts", "config.example.ts", "src/", "tests/"]);
+    const code = run("deno", ["check", "main.ts", "config.example.ts", "src/", "tests/", "bench/"]);
     return { passed: code === 0 ? 1 : 0, failed: code === 0 ? 0 : 1 };
   },
   "unit-deno": () => junit("unit-deno", "deno", ["test", "-A", "--no-check", "--reporter=junit", `--junit-path=${xml("unit-deno")}`, ...unitDirs]),
@@ -87,6 +90,21 @@ const suites = {
       SHOAL_TARGET: "binary",
       SHOAL_BINARY: out,
     });
+  },
+  "bench-quick": () => {
+    const dir = join(results, "bench");
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const code = run("bun", ["run", "bench/run.ts", "--quick", "--results", dir, "--report", join(dir, "quick.md")]);
+    const file = readdirSync(dir).find((name) => name.endsWith(".json"));
+    if (!file) return { passed: 0, failed: 1 }; // the runner died before writing results
+    const { scenarios } = JSON.parse(readFileSync(join(dir, file), "utf8"));
+    const records = scenarios.flatMap((s) => Object.entries(s.runs).flatMap(([column, runs]) => runs.map((r) => ({ s, column, r }))));
+    const failures = records.filter(({ r }) => "error" in r);
+    for (const { s, column, r } of failures) console.log(`bench-quick: ${s.id} ${column} failed: ${r.error.split("\n")[0]}`);
+    const counts = { passed: records.length - failures.length, failed: failures.length };
+    if (code !== 0 && counts.failed === 0) counts.failed = 1;
+    return counts;
   },
 };
 
@@ -111,7 +129,7 @@ if (selected.length === 0) {
   process.exit(2);
 }
 ensureRuntimes();
-if (selected.some((s) => s.startsWith("e2e"))) ensureRedis();
+if (selected.some((s) => s.startsWith("e2e") || s.startsWith("bench"))) ensureRedis();
 mkdirSync(results, { recursive: true });
 
 const totals = { passed: 0, failed: 0 };

@@ -8,7 +8,7 @@ export interface Tools {
   readonly node: string;
   /** The `bun build --compile` executable of Shoal. */
   readonly binary: string;
-  /** With `--profile DIR`: shoal-bun writes a CPU profile (Markdown) there when it exits. */
+  /** With `--profile DIR`: shoal-bun and shoal-deno write a CPU profile (Markdown) there when they exit. */
   readonly profileDir?: string;
 }
 
@@ -38,10 +38,11 @@ export const TARGETS: readonly Target[] = [
   peer("node-ws", "shoal", "redis", (t) => [t.node, "bench/peers/node_ws.mjs"]),
   peer("socketio", "socketio", "socketio", (t) => [t.node, "bench/peers/socketio.mjs"]),
   shoal("shoal-bun", (t, config) => [t.bun, ...profileFlags(t), "run", "main.ts", "-c", config]),
-  shoal("shoal-deno", (t, config) => [t.deno, "run", "-A", "main.ts", "-c", config]),
+  shoal("shoal-deno", (t, config) => [t.deno, "run", "-A", ...profileFlags(t), "main.ts", "-c", config]),
   shoal("shoal-binary", (t, config) => [t.binary, "-c", config]),
 ];
 
+/** Bun and Deno spell their CPU-profile flags alike. */
 function profileFlags(t: Tools): string[] {
   return t.profileDir ? ["--cpu-prof-md", `--cpu-prof-dir=${t.profileDir}`, "--cpu-prof-interval=250"] : [];
 }

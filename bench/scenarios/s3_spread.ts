@@ -10,7 +10,7 @@ const FULL = {
   clients: 5000,
   group: 10,
   workers: 2,
-  rates: [2000, 4000, 8000, 12000, 16000, 20000, 24000],
+  rates: [2000, 4000, 8000, 16000, 24000, 32000, 40000, 48000],
   stepMs: 4000,
 };
 const QUICK = { clients: 200, group: 10, workers: 2, rates: [500, 2000], stepMs: 200 };

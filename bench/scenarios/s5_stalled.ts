@@ -14,10 +14,20 @@ const FULL = {
   workers: 2,
   rate: 20,
   padBytes: 16384,
+  baselineMs: 8_000,
   durationMs: 20_000,
   resumeMs: 10_000,
 };
-const QUICK = { clients: 100, stalled: 5, workers: 2, rate: 20, padBytes: 16384, durationMs: 500, resumeMs: 300 };
+const QUICK = {
+  clients: 100,
+  stalled: 5,
+  workers: 2,
+  rate: 20,
+  padBytes: 16384,
+  baselineMs: 300,
+  durationMs: 500,
+  resumeMs: 300,
+};
 const TOPIC = "bench.stall";
 const SETTLE = { quietMs: 500, maxWaitMs: 5000 };
 /** Shoal's settings for this scenario: a 1 MiB send buffer per client, and keep-alive pings. */
@@ -50,7 +60,9 @@ export const s5Stalled: Scenario = {
     return [
       `${p.clients} clients on \`${TOPIC}\`; ${p.stalled} of them stop reading from their socket (a raw TCP client`,
       "that pauses reading, so the kernel buffers fill and then the server has to buffer, drop or close).",
-      `${p.rate} msg/s of ${p.padBytes}-byte messages for ${p.durationMs / 1000} s.`,
+      `${p.rate} msg/s of ${p.padBytes}-byte messages: first ${p.baselineMs / 1000} s with every client reading (the`,
+      `baseline), then ${p.durationMs / 1000} s with the ${p.stalled} stalled; the p99 change compares the others' p99`,
+      "in the two windows, on the same server.",
       `Shoal runs with \`ws: ${JSON.stringify(SHOAL_WS)}\`; the peers with their own limits (bun-limit and node-ws`,
       "drop a client past 8 MiB buffered; socketio has none).",
       "Dropped is when the server's end of a stalled connection left ESTABLISHED in `/proc/net/tcp`, in seconds",
@@ -65,6 +77,8 @@ export const s5Stalled: Scenario = {
   metrics: () => [
     { key: "othersP50", label: "others: p50 latency", format: "ms", ratio: true },
     { key: "othersP99", label: "others: p99 latency", format: "ms", ratio: true },
+    { key: "baselineP99", label: "others: p99 before any client stalled", format: "ms", ratio: true },
+    { key: "othersP99Change", label: "others: p99 change from that baseline", format: "pct" },
     { key: "othersLost", label: "others: lost deliveries", format: "int" },
     { key: "rssGrowth", label: "server memory growth", format: "bytes", ratio: true },
     { key: "serverCpu", label: "server CPU", format: "pct" },
@@ -90,8 +104,18 @@ export const s5Stalled: Scenario = {
           server,
         );
         assertSubscribed(await stalled.connect(Array.from({ length: p.stalled }, () => [TOPIC]), options), server);
-        const ports = await stalled.stall();
+        // Baseline: the same load while every client reads.
         await others.begin(1);
+        const baselineSent = await publisher.openLoop({
+          phase: 1,
+          rate: p.rate,
+          durationMs: p.baselineMs,
+          topicAt: () => TOPIC,
+          pad,
+        });
+        const baseline = await others.end(1, baselineSent.published, SETTLE);
+        const ports = await stalled.stall();
+        await others.begin(2);
 
         const window = new ResourceWindow(server.pid, context.loadCpu);
         const started = performance.now();
@@ -107,14 +131,14 @@ export const s5Stalled: Scenario = {
         let sent, usage, counts, resumed;
         try {
           sent = await publisher.openLoop({
-            phase: 1,
+            phase: 2,
             rate: p.rate,
             durationMs: p.durationMs,
             topicAt: () => TOPIC,
             pad,
           });
           usage = window.finish();
-          counts = await others.end(1, sent.published, SETTLE);
+          counts = await others.end(2, sent.published, SETTLE);
           assertRunning(server);
           resumed = await stalled.resume(p.resumeMs);
         } finally {
@@ -123,10 +147,14 @@ export const s5Stalled: Scenario = {
         const windowSeconds = p.durationMs / 1000;
         const drops = [...droppedAt.values()].sort((a, b) => a - b);
         const inWindow = drops.filter((s) => s <= windowSeconds);
+        const othersP99 = counts.latency.percentile(0.99);
+        const baselineP99 = baseline.latency.percentile(0.99);
         return {
           measurement: {
             othersP50: counts.latency.percentile(0.5),
-            othersP99: counts.latency.percentile(0.99),
+            othersP99,
+            baselineP99,
+            othersP99Change: baselineP99 > 0 ? othersP99 / baselineP99 - 1 : null,
             othersLost: counts.lost,
             rssGrowth: usage.rssPeak - usage.rssStart,
             serverCpu: usage.serverCpu,
@@ -143,6 +171,7 @@ export const s5Stalled: Scenario = {
             stalled: p.stalled,
             publish: { ...sent, published: undefined },
             usage,
+            baseline: phaseSummary(baseline),
             others: phaseSummary(counts),
             stalledConnections: resumed.map((r) => ({ ...r, droppedAfterSeconds: droppedAt.get(r.port) ?? null })),
           },

@@ -123,14 +123,21 @@ export class Hub {
     }
     for (const warning of parsed.warnings) log.warn(warning, { channel: message.channel, payload: message.payload });
     const frame = this.#frames(parsed.message, message);
-    const groups = this.#groups.get(message.channel);
-    if (groups && this.#uniform(parsed.message, message.channel, members)) {
-      // Every joined subscription sends this frame unchanged: one native publish per distinct frame.
-      for (const group of groups.values()) {
-        this.#publish!(group.topic, frame(group));
-        for (let i = 0; i < group.size; i++) this.#observer.delivered?.();
+    if (this.#uniform(parsed.message, message.channel, members)) {
+      let delivered = 0;
+      const groups = this.#groups.get(message.channel);
+      if (groups) {
+        // Every joined subscription sends this frame unchanged: one native publish per distinct frame.
+        for (const group of groups.values()) {
+          this.#publish!(group.topic, frame(group));
+          delivered += group.size;
+        }
       }
-      for (const member of members) if (member.topic === undefined) member.receive(parsed.message, frame);
+      // The rest (all of them without native topics) send the shared frame without per-subscription checks.
+      for (const member of members) {
+        if (member.topic === undefined && member.receiveUniform(parsed.message, frame)) delivered++;
+      }
+      if (delivered > 0) this.#observer.delivered?.(delivered);
       return;
     }
     // The channel picks the sessions; the payload's `subscription` picks the subscription within each.
@@ -165,7 +172,11 @@ export class Hub {
     const cache = new Map<string, string>();
     let sentAt: string | undefined;
     let receivedAt: string | undefined;
+    // Most recipients share one key: answer them without the map.
+    let lastKey: string | undefined;
+    let lastText = "";
     return (subscription) => {
+      if (subscription.extraKey === lastKey) return lastText;
       let text = cache.get(subscription.extraKey);
       if (text === undefined) {
         sentAt ??= isoTimestamp(this.#clock.now());
@@ -179,6 +190,8 @@ export class Hub {
         }));
         cache.set(subscription.extraKey, text);
       }
+      lastKey = subscription.extraKey;
+      lastText = text;
       return text;
     };
   }

@@ -17,8 +17,8 @@ export interface RouterObserver {
   event?(name: string, success: boolean): void;
   /** A broker message for a channel with local subscribers. */
   received?(): void;
-  /** A message frame sent to a client. */
-  delivered?(): void;
+  /** Message frames sent to clients: `count` of them (one per recipient). */
+  delivered?(count: number): void;
   /** A message not delivered now, by reason. */
   filtered?(reason: "fields" | "order" | "throttle"): void;
   /** A connection dropped for not keeping up (its send buffer passed `ws.maxBufferedBytes`). */

@@ -116,6 +116,19 @@ export class Subscription {
     if (this.#pass(message) === "deliver") this.#deliver(frame(this));
   }
 
+  /**
+   * A message the hub found uniform (addressed to this name, no filter field, order or throttle): an active
+   * subscription sends it as is; false when it did not (pending or closed), so the hub counts only what went out.
+   */
+  receiveUniform(message: PublishedMessage, frame: FrameSource): boolean {
+    if (this.#state !== "active") {
+      this.receive(message, frame);
+      return false;
+    }
+    this.session.sendText(frame(this));
+    return true;
+  }
+
   /** Run the `before_subscribe` answer through filter, order and throttle: true when the OK may be sent. */
   admitAnswer(answer: Readonly<Record<string, unknown>>, options: PublishedMessage["options"]): boolean {
     if (!this.matches(answer)) return false;
@@ -179,7 +192,7 @@ export class Subscription {
   }
 
   #deliver(text: string): void {
-    this.#router.observer.delivered?.();
+    this.#router.observer.delivered?.(1);
     this.session.sendText(text);
   }
 

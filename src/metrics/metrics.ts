@@ -75,7 +75,7 @@ export class PrometheusMetrics {
       connectionClosed: () => connections.dec(),
       event: (name, success) => events.labels(name, success ? "success" : "error").inc(),
       received: () => received.inc(),
-      delivered: () => delivered.inc(),
+      delivered: (count) => delivered.inc(count),
       filtered: (reason) => filtered.labels(reason).inc(),
       dropped: (reason) => dropped.labels(reason).inc(),
       brokerLost: () => brokerLost.inc(),

@@ -79,8 +79,9 @@ const socket: SocketSupport = {
   send(raw, text, maxBufferedBytes) {
     const ws = raw as Socket;
     if (ws.readyState !== 1) return true; // closing or closed: nothing to send, and no consumer to blame
-    // 0: dropped, because the buffer was already past `backpressureLimit`.
-    return ws.send(text) !== 0 && ws.getBufferedAmount() <= maxBufferedBytes;
+    // > 0: written; -1: queued behind unsent bytes (backpressure); 0: dropped, the buffer was past the limit.
+    const sent = ws.send(text);
+    return sent > 0 || (sent === -1 && ws.getBufferedAmount() <= maxBufferedBytes);
   },
   close: (raw, code, reason) => (raw as Socket).close(code, reason),
   terminate: (raw) => (raw as Socket).terminate(),

@@ -30,8 +30,9 @@ export interface SocketSupport {
   /** Options for the runtime's upgrade helper given the keep-alive settings (seconds). */
   upgradeOptions(ping: { readonly interval: number; readonly timeout: number }): unknown;
   /**
-   * Send a text frame if the socket is open; false when the client is not keeping up: its buffer passed the limit
-   * or the frame was dropped.
+   * Send a text frame if the socket is open; false when the runtime itself saw that the client is not keeping up
+   * (the frame was dropped, or queued past the limit). Where a runtime cannot tell cheaply (Deno), it returns true
+   * and the connection checks `bufferedAmount` every few sends.
    */
   send(raw: unknown, text: string, maxBufferedBytes: number): boolean;
   /** Start the close handshake (throws if the socket is already closed on some runtimes). */

@@ -10,6 +10,7 @@ import { CloseCodes } from "../protocol/close_codes.ts";
 import type { PrometheusMetrics } from "../metrics/metrics.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
 import { KeepAlive, type KeepAlivePeer } from "./keep_alive.ts";
+import { debugEnabled } from "../log.ts";
 
 const log = getLogger(["shoal", "server"]);
 
@@ -109,6 +110,9 @@ export function createMetricsApp(metrics: PrometheusMetrics): Hono {
   return app;
 }
 
+/** How many sends may pass between two measurements of a connection's send buffer. */
+const MEASURE_EVERY = 16;
+
 /** What every connection of one app shares. */
 interface ConnectionContext {
   readonly router: Router;
@@ -137,6 +141,8 @@ class Connection implements Transport, KeepAlivePeer, Watched {
   #keepAlive: KeepAlive | undefined;
   #closed = false;
   #terminateTimer: unknown;
+  /** Sends since the send buffer was last measured. */
+  #unmeasured = 0;
 
   constructor(context: ConnectionContext) {
     this.#context = context;
@@ -206,9 +212,17 @@ class Connection implements Transport, KeepAlivePeer, Watched {
   send(text: string): void {
     try {
       // The runtime checks the live socket state (Hono's `readyState` is a snapshot on Bun).
-      if (!this.#context.support.send(this.#socket, text, this.#context.maxBufferedBytes)) this.#slowConsumer();
+      const { support, maxBufferedBytes } = this.#context;
+      if (!support.send(this.#socket, text, maxBufferedBytes)) return this.#slowConsumer();
+      // A client that stopped reading is found within MEASURE_EVERY frames of passing the limit.
+      if (++this.#unmeasured >= MEASURE_EVERY) {
+        this.#unmeasured = 0;
+        if (this.overLimit()) this.#slowConsumer();
+      }
     } catch (error) {
-      log.debug("attempted to send to closed socket", { session: this.#session?.id, error: String(error) });
+      if (debugEnabled()) {
+        log.debug("attempted to send to closed socket", { session: this.#session?.id, error: String(error) });
+      }
     }
   }
 

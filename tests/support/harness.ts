@@ -29,7 +29,7 @@ export class Harness {
     const observer: RouterObserver = {
       event: (name, success) => this.events.push({ name, success }),
       filtered: (reason) => this.filtered.push(reason),
-      delivered: () => this.delivered++,
+      delivered: (count) => this.delivered += count,
     };
     this.router = new Router({
       config: { ...parsed, http },
