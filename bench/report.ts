@@ -130,9 +130,10 @@ export function renderMarkdown(results: BenchResults): string {
     "",
   );
   lines.push(
-    "Run it with `npm run bench` (`bun run bench/run.ts`: every scenario, 3 runs, about 35 minutes; it rewrites this " +
+    "Run it with `npm run bench` (`bun run bench/run.ts`: every scenario, 3 runs, about 30 minutes; it rewrites this " +
       "file) or `npm run bench:quick` (`--quick`: small sizes, 1 run, well under a minute, to check that everything " +
-      "works; its tables go to `bench/results/`). `--scenarios S2,S5` and `--peers bun-limit,shoal-bun` select; " +
+      "works; its tables go to `bench/results/`; `npm test` runs it too, as the `bench-quick` suite). " +
+      "`--scenarios S2,S5` and `--peers bun-limit,shoal-bun` select; " +
       "`--runs N` sets the runs. The harness is described in `bench/README.md`.",
     "",
   );
