@@ -50,7 +50,7 @@ function run(ws: Socket, handler: () => void): void {
   try {
     handler();
   } catch (error) {
-    const event = new ErrorEvent("error", { error });
+    const event = new ErrorEvent("error", { error, message: String(error) });
     ws.data.events.onError?.(event, contextOf(ws));
   }
 }

@@ -110,7 +110,7 @@ export function createMetricsApp(metrics: PrometheusMetrics): Hono {
   return app;
 }
 
-/** How many sends may pass between two measurements of a connection's send buffer. */
+/** How many sends may pass between two measurements of a connection's send buffer (fewer for large frames). */
 const MEASURE_EVERY = 16;
 
 /** What every connection of one app shares. */
@@ -141,8 +141,9 @@ class Connection implements Transport, KeepAlivePeer, Watched {
   #keepAlive: KeepAlive | undefined;
   #closed = false;
   #terminateTimer: unknown;
-  /** Sends since the send buffer was last measured. */
+  /** Sends, and characters sent, since the send buffer was last measured. */
   #unmeasured = 0;
+  #unmeasuredChars = 0;
 
   constructor(context: ConnectionContext) {
     this.#context = context;
@@ -214,9 +215,10 @@ class Connection implements Transport, KeepAlivePeer, Watched {
       // The runtime checks the live socket state (Hono's `readyState` is a snapshot on Bun).
       const { support, maxBufferedBytes } = this.#context;
       if (!support.send(this.#socket, text, maxBufferedBytes)) return this.#slowConsumer();
-      // A client that stopped reading is found within MEASURE_EVERY frames of passing the limit.
-      if (++this.#unmeasured >= MEASURE_EVERY) {
-        this.#unmeasured = 0;
+      // A client that stopped reading is found within MEASURE_EVERY frames, or an eighth of the limit, of passing it.
+      this.#unmeasuredChars += text.length;
+      if (++this.#unmeasured >= MEASURE_EVERY || this.#unmeasuredChars * 8 >= maxBufferedBytes) {
+        this.#unmeasured = this.#unmeasuredChars = 0;
         if (this.overLimit()) this.#slowConsumer();
       }
     } catch (error) {
@@ -269,7 +271,11 @@ class Connection implements Transport, KeepAlivePeer, Watched {
     void session.close(CloseCodes.slowConsumer, "slow consumer");
     if (support.terminate) {
       this.#terminateTimer = router.clock.setTimeout(() => {
-        if (!this.#closed) support.terminate!(this.#socket);
+        try {
+          if (!this.#closed) support.terminate!(this.#socket);
+        } catch (error) {
+          log.debug("terminate failed", { session: session.id, error: String(error) });
+        }
       }, ping.timeout * 1000);
     }
   }

@@ -79,8 +79,8 @@ export class ServiceClient {
       if (signal?.aborted) break;
       const started = this.#clock.now();
       const controller = new AbortController();
-      // The per-attempt timeout runs on real time, like the request itself.
-      const timer = setTimeout(() => controller.abort(TIMED_OUT), timeout * 1000);
+      // The per-attempt timeout runs on real time, like the request itself (capped where timers overflow).
+      const timer = setTimeout(() => controller.abort(TIMED_OUT), Math.min(timeout * 1000, MAX_TIMER_MS));
       this.#inFlight.add(controller);
       try {
         const response = await this.#fetch(url, { method: "POST", headers: HEADERS, body: text, signal: controller.signal });
@@ -145,6 +145,9 @@ export class ServiceClient {
     return this.#options.wait;
   }
 }
+
+/** The longest delay a timer takes (2^31 − 1 ms, about 24.8 days); longer ones fire at once. */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** The abort reason of an attempt that ran out of time. */
 const TIMED_OUT = new DOMException("The service did not answer in time.", "TimeoutError");

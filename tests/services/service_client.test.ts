@@ -427,6 +427,21 @@ test("a request hanging on every try ends unavailable after the timeouts (real c
   assert.equal(fake.calls.length, 2);
 });
 
+test("a timeout longer than a timer can hold does not fire at once (real clock)", async () => {
+  // 30 days: past 2^31 - 1 ms a plain setTimeout would fire after 1 ms and abort every request.
+  let answer: (response: Response) => void = () => {};
+  const fetchLater = ((_input: RequestInfo | URL, init?: RequestInit) =>
+    new Promise<Response>((resolve, reject) => {
+      answer = resolve;
+      init?.signal?.addEventListener("abort", () => reject(init.signal!.reason), { once: true });
+    })) as typeof fetch;
+  const client = new ServiceClient({ timeout: 30 * 86400, tries: 1, wait: 0, rateLimitResetHeaderNames: [], fetch: fetchLater });
+  const pending = client.post(URL_A, {}, "authorizer");
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  answer(OK());
+  assert.deepEqual(await pending, { ok: true, body: { status: "ok", data: { n: 1 } } });
+});
+
 test("an aborted signal stops before the first request", async () => {
   const controller = new AbortController();
   controller.abort();
