@@ -15,9 +15,16 @@ export const systemClock: Clock = {
   random: () => Math.random(),
 };
 
+let lastMs = NaN;
+let lastIso = "";
+
 /** ISO-8601 UTC in Python's `isoformat()` shape (`…T02:52:18.131000+00:00`), which every SocketShark client reads. */
 export function isoTimestamp(ms: number): string {
-  return new Date(ms).toISOString().replace("Z", "000+00:00");
+  // A busy channel asks for the same millisecond many times over (received_at, sent_at): format it once.
+  if (ms === lastMs) return lastIso;
+  lastIso = new Date(ms).toISOString().replace("Z", "000+00:00");
+  lastMs = ms;
+  return lastIso;
 }
 
 /** A promise that resolves after `ms` on the given clock, or at once if the signal aborts. */

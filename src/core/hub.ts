@@ -133,9 +133,12 @@ export class Hub {
           delivered += group.size;
         }
       }
-      // The rest (all of them without native topics) send the shared frame without per-subscription checks.
-      for (const member of members) {
-        if (member.topic === undefined && member.receiveUniform(parsed.message, frame)) delivered++;
+      // The rest (pending ones, or all where there are no native topics) send the shared frame without
+      // per-subscription checks. When every member joined a topic there is no rest: skip the walk.
+      if (delivered < members.size) {
+        for (const member of members) {
+          if (member.topic === undefined && member.receiveUniform(parsed.message, frame)) delivered++;
+        }
       }
       if (delivered > 0) this.#observer.delivered?.(delivered);
       return;
