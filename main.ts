@@ -132,6 +132,12 @@ async function main(): Promise<void> {
   const runtime = await loadRuntime();
   await setupLogging(config.log);
   const log = getLogger(["shoal"]);
+  runtime.onUncaught((error, kind) => {
+    log.error(kind === "exception" ? "uncaught exception" : "unhandled rejection", {
+      error: String(error),
+      stack: error instanceof Error ? error.stack : undefined,
+    });
+  });
 
   const fetch = config.http.caFile ? runtime.fetchWithCa(await runtime.readTextFile(config.http.caFile)) : undefined;
   // Set once the listener exists; a fatal broker loss before that only fails start-up.

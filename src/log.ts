@@ -13,6 +13,17 @@ export function debugEnabled(): boolean {
   return debug;
 }
 
+/** What a log line shows in place of a credential (a ticket, a token, an auth answer). */
+export const REDACTED = "[redacted]";
+
+/** Longest text a log line quotes from a client, a publisher or a service. */
+const MAX_QUOTED = 1024;
+
+/** A text cut to a length fit for a log line, saying how long it was. */
+export function clip(text: string, max: number = MAX_QUOTED): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
+}
+
 /**
  * Send Shoal's logs to standard output: JSON lines with the properties at the top level, or logfmt on a
  * terminal (`log.format: "auto"`). Before this runs, and in unit tests, the loggers are silent.
@@ -22,7 +33,14 @@ export async function setupLogging(config: Config["log"]): Promise<void> {
   const pretty = config.format === "pretty" || (config.format === "auto" && process.stdout.isTTY === true);
   const format = pretty ? getLogfmtFormatter() : getJsonLinesFormatter({ properties: "flatten" });
   const sink: Sink = (record) => {
-    process.stdout.write(format(record));
+    let line: string;
+    try {
+      line = format(record);
+    } catch (error) {
+      // A property that cannot be serialized must not turn a log call into a crash.
+      line = format({ ...record, properties: { unformattable: String(error) } });
+    }
+    process.stdout.write(line);
   };
   await configure({
     reset: true,

@@ -1,9 +1,14 @@
+import { getLogger } from "@logtape/logtape";
+import { clip } from "../log.ts";
 import type { BrokerMessage } from "./broker.ts";
+
+const log = getLogger(["shoal", "broker"]);
 
 /**
  * A broker's receive queue: messages that arrived together (one network read, one publish batch) wait here
  * and are handed on in order on a later microtask, each with the number still waiting behind it
- * (SocketShark's `queue_size`). Never re-enters the caller.
+ * (SocketShark's `queue_size`). Never re-enters the caller, and never throws: this runs in a microtask, where an
+ * exception would end the process, so a message whose delivery fails is logged and the rest go on.
  */
 export class ReceiveQueue {
   readonly #deliver: (message: BrokerMessage) => void;
@@ -34,7 +39,11 @@ export class ReceiveQueue {
     while (this.#head < this.#items.length) {
       const queueSize = this.#items.length - this.#head;
       const { channel, payload } = this.#items[this.#head++];
-      this.#deliver({ channel, payload, receivedAt, queueSize });
+      try {
+        this.#deliver({ channel, payload, receivedAt, queueSize });
+      } catch (error) {
+        log.error("delivery failed; message dropped", { channel, error: String(error), payload: clip(payload) });
+      }
     }
     this.clear();
   }

@@ -2,6 +2,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Broker, BrokerMessage } from "../broker/broker.ts";
 import { parsePublishedPayload, type PublishedMessage } from "../protocol/broker_message.ts";
 import { messageFrame } from "../protocol/frames.ts";
+import { clip } from "../log.ts";
 import { type Clock, isoTimestamp } from "./clock.ts";
 import type { RouterObserver } from "./router.ts";
 import type { FrameSource, Subscription } from "./subscription.ts";
@@ -118,10 +119,10 @@ export class Hub {
     this.#observer.received?.();
     const parsed = parsePublishedPayload(message.payload);
     if (!parsed.ok) {
-      log.warn("invalid service event", { channel: message.channel, reason: parsed.reason, payload: message.payload });
+      log.warn("invalid service event", { channel: message.channel, reason: parsed.reason, payload: clip(message.payload) });
       return;
     }
-    for (const warning of parsed.warnings) log.warn(warning, { channel: message.channel, payload: message.payload });
+    for (const warning of parsed.warnings) log.warn(warning, { channel: message.channel, payload: clip(message.payload) });
     const frame = this.#frames(parsed.message, message);
     if (this.#uniform(parsed.message, message.channel, members)) {
       let delivered = 0;

@@ -1,5 +1,5 @@
 import { getLogger, withContext } from "@logtape/logtape";
-import { debugEnabled } from "../log.ts";
+import { debugEnabled, REDACTED } from "../log.ts";
 import { CloseCodes } from "../protocol/close_codes.ts";
 import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
 import { Errors, EventError } from "../protocol/errors.ts";
@@ -142,7 +142,9 @@ export class Session {
 
   #enqueue(task: Task): void {
     this.#queue.push(task);
-    if (!this.#running) void this.#drain();
+    // #drain catches what its tasks throw; this catch is for a bug in #drain itself (an unhandled rejection
+    // ends a Bun process).
+    if (!this.#running) this.#drain().catch((error) => log.error("event queue failed", { session: this.id, error: String(error) }));
   }
 
   async #drain(): Promise<void> {
@@ -194,19 +196,32 @@ export class Session {
     const subscription = name !== "auth" && typeof fields.subscription === "string" && fields.subscription !== ""
       ? fields.subscription
       : undefined;
-    if (debugEnabled()) log.debug("client event", { session: this.id, data: fields });
+    if (debugEnabled()) log.debug("client event", { session: this.id, data: redacted(fields) });
     try {
       await EVENT_HANDLERS[name](this.#router, this, fields);
       observer.event?.(name, true);
     } catch (error) {
       if (error instanceof EventError) {
         observer.event?.(name, false);
-        this.send(errorFrame(name, error.error, { extra: error.extra, data: error.data, subscription }));
-        return;
+        try {
+          this.send(errorFrame(name, error.error, { extra: error.extra, data: error.data, subscription }));
+          return;
+        } catch (sendError) {
+          error = sendError; // the reply itself failed: answer as for any other bug
+        }
       }
       log.error("unhandled event processing exception", { session: this.id, event: name, error: String(error) });
       this.send(errorFrame(name, Errors.unhandledException, { subscription }));
       void this.close(CloseCodes.normal);
     }
   }
+}
+
+/** An event's fields for a log line: credentials are never logged, at any level. */
+function redacted(fields: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
+  if (!Object.hasOwn(fields, "ticket") && !Object.hasOwn(fields, "token")) return fields;
+  const copy: Record<string, unknown> = { ...fields };
+  if (Object.hasOwn(copy, "ticket")) copy.ticket = REDACTED;
+  if (Object.hasOwn(copy, "token")) copy.token = REDACTED;
+  return copy;
 }

@@ -1,4 +1,5 @@
 import * as v from "valibot";
+import { MAX_JSON_DEPTH, parseJson } from "./json.ts";
 import { finiteFloat, hashKey, isIsoDateTime } from "./pyvalues.ts";
 
 /** Delivery options of a published message, already reduced to what the pipeline uses. */
@@ -53,15 +54,14 @@ export function parsePublishedMessage(value: unknown): ParseResult {
   };
 }
 
+/** Why a message nested past the limit is dropped. */
+export const TOO_DEEP = `JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
+
 /** Decode a broker payload (JSON text) and validate it. */
 export function parsePublishedPayload(payload: string): ParseResult {
-  let value: unknown;
-  try {
-    value = JSON.parse(payload);
-  } catch {
-    return { ok: false, reason: "invalid JSON" };
-  }
-  return parsePublishedMessage(value);
+  const json = parseJson(payload);
+  if (!json.ok) return { ok: false, reason: json.reason === "too deep" ? TOO_DEEP : "invalid JSON" };
+  return parsePublishedMessage(json.value);
 }
 
 /** The options of a `before_subscribe` answer, read with the same rules as a published message. */

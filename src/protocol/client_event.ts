@@ -1,5 +1,6 @@
 import * as v from "valibot";
 import { MAX_EVENT_LENGTH } from "./errors.ts";
+import { parseJson } from "./json.ts";
 
 /** The names of the client events Shoal handles. */
 export type EventName = "auth" | "subscribe" | "message" | "unsubscribe" | "ping";
@@ -27,17 +28,16 @@ function codePointLength(text: string): number {
 
 /**
  * Decode one WebSocket frame. Text frames are JSON; binary frames are JSON in UTF-8 (a BOM is allowed) or
- * UTF-16, as Python's `json.loads` accepts them. A frame that does not decode is `undecodable`.
+ * UTF-16, as Python's `json.loads` accepts them. A frame that does not decode is `undecodable`; one nested deeper
+ * than `MAX_JSON_DEPTH` is `invalid`.
  */
 export function parseClientEvent(frame: string | ArrayBuffer | Uint8Array): ClientEvent {
   const text = typeof frame === "string" ? frame : decodeBinary(frame instanceof Uint8Array ? frame : new Uint8Array(frame));
   if (text === undefined) return { kind: "undecodable" };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return { kind: "undecodable" };
-  }
+  const json = parseJson(text);
+  // Nesting past the limit gets the same answer as a frame without a usable event (a contract error).
+  if (!json.ok) return { kind: json.reason === "too deep" ? "invalid" : "undecodable" };
+  const value = json.value;
   const envelope = v.safeParse(Envelope, value);
   if (!envelope.success) return { kind: "invalid" };
   const fields = envelope.output as Record<string, unknown> & { event: string };

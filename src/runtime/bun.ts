@@ -140,6 +140,10 @@ export const runtime: Runtime = {
     };
   },
   exit: (code) => process.exit(code),
+  onUncaught(handler) {
+    process.on("uncaughtException", (error) => handler(error, "exception"));
+    process.on("unhandledRejection", (reason) => handler(reason, "rejection"));
+  },
   fetchWithCa(caPem) {
     return ((input: RequestInfo | URL, init?: RequestInit) =>
       fetch(input, { ...init, tls: { ca: caPem } } as RequestInit)) as typeof fetch;

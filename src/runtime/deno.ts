@@ -90,6 +90,16 @@ export const runtime: Runtime = {
     };
   },
   exit: (code) => Deno.exit(code),
+  onUncaught(handler) {
+    globalThis.addEventListener("error", (event) => {
+      event.preventDefault();
+      handler((event as ErrorEvent).error, "exception");
+    });
+    globalThis.addEventListener("unhandledrejection", (event) => {
+      event.preventDefault();
+      handler((event as PromiseRejectionEvent).reason, "rejection");
+    });
+  },
   fetchWithCa(caPem) {
     const client = Deno.createHttpClient({ caCerts: [caPem] });
     return ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, { ...init, client })) as typeof fetch;

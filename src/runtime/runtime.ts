@@ -60,6 +60,11 @@ export interface Runtime {
   /** Call `handler` on SIGINT and SIGTERM; returns a function that removes it. */
   onSignal(handler: (signal: "SIGINT" | "SIGTERM") => void): () => void;
   exit(code: number): never;
+  /**
+   * Call `handler` for an exception nobody caught (a timer, a microtask, a socket callback) or a rejection nobody
+   * handled, instead of letting the runtime end the process: a bug in one connection must not stop the others.
+   */
+  onUncaught(handler: (error: unknown, kind: "exception" | "rejection") => void): void;
   /** A fetch for service callbacks, trusting the given CA bundle (PEM) in addition to the system's. */
   fetchWithCa(caPem: string): typeof fetch;
 }

@@ -4,7 +4,8 @@ import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import type { UpgradeWebSocket } from "hono/ws";
 import type { Router } from "../core/router.ts";
-import { parsePublishedMessage } from "../protocol/broker_message.ts";
+import { parsePublishedMessage, TOO_DEEP } from "../protocol/broker_message.ts";
+import { parseJson } from "../protocol/json.ts";
 import type { PrometheusMetrics } from "../metrics/metrics.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
 import { BufferSweeper, connectionContext, newConnection } from "./connection.ts";
@@ -53,12 +54,14 @@ export function createApp(options: AppOptions): Hono {
         onError: (c) => c.json({ status: "error", error: `Body larger than ${publish.maxBodyBytes} bytes.` }, 413),
       }),
       async (c) => {
-        let body: unknown;
-        try {
-          body = JSON.parse(await c.req.text());
-        } catch {
-          return c.json({ status: "error", error: "Body must be JSON: a message object or an array of them." }, 400);
+        const json = parseJson(await c.req.text());
+        if (!json.ok) {
+          const error = json.reason === "too deep"
+            ? `Body must not be ${TOO_DEEP}.`
+            : "Body must be JSON: a message object or an array of them.";
+          return c.json({ status: "error", error }, 400);
         }
+        const body = json.value;
         const messages = Array.isArray(body) ? body : [body];
         const problems: string[] = [];
         messages.forEach((message, i) => {

@@ -1,8 +1,9 @@
 import { getLogger } from "@logtape/logtape";
 import { type Clock, sleep, systemClock } from "../core/clock.ts";
+import { MAX_JSON_DEPTH, parseJson } from "../protocol/json.ts";
 import { pyFloat } from "../protocol/pyvalues.ts";
 import { scrubUrl } from "./scrub_url.ts";
-import { debugEnabled } from "../log.ts";
+import { clip, debugEnabled, REDACTED } from "../log.ts";
 
 /** The callbacks a service may configure; used in logs and metrics. */
 export type CallbackName =
@@ -105,8 +106,9 @@ export class ServiceClient {
           log.debug("http request", {
             url: scrubUrl(url),
             callback,
-            request: text,
-            response: parsed,
+            // A ticket and the identity it stands for are credentials: never logged.
+            request: callback === "ticket" ? REDACTED : clip(text),
+            response: callback === "ticket" ? REDACTED : parsed,
             duration: (this.#clock.now() - started) / 1000,
           });
         }
@@ -161,13 +163,9 @@ async function readJsonObject(response: Response): Promise<Record<string, unknow
     await response.body?.cancel();
     return `content type ${type || "(none)"} is not JSON`;
   }
-  const text = await response.text();
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return "body is not valid JSON";
-  }
+  const json = parseJson(await response.text());
+  if (!json.ok) return json.reason === "too deep" ? `body is nested deeper than ${MAX_JSON_DEPTH} levels` : "body is not valid JSON";
+  const value = json.value;
   if (value === null || typeof value !== "object" || Array.isArray(value)) return "body is not a JSON object";
   return value as Record<string, unknown>;
 }
