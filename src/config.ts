@@ -11,12 +11,24 @@ export const DEFAULTS = {
     maxMessageBytes: 1024 * 1024,
     maxPendingEvents: 1000,
     maxBufferedBytes: 8 * 1024 * 1024,
+    handshakeTimeout: 10,
+  },
+  limits: {
+    maxConnections: 0,
+    maxSubscriptionsPerConnection: 1000,
+    eventsPerSecond: 0,
+    eventsBurst: 0,
+    maxSubscriptionLength: 1024,
+    maxPendingBytes: 4 * 1024 * 1024,
+    maxCallbacksPerService: 64,
+    maxBufferedBytesTotal: 256 * 1024 * 1024,
   },
   http: {
     timeout: 15,
     tries: 3,
     wait: 3,
     rateLimitResetHeaderNames: ["X-Rate-Limit-Reset"],
+    maxResponseBytes: 1024 * 1024,
   },
   service: {
     requireAuthentication: true,
@@ -42,6 +54,13 @@ const seconds = (what: string) => v.pipe(v.number(`${what} must be a number of s
 const positiveSeconds = (what: string) =>
   v.pipe(v.number(`${what} must be a number of seconds`), v.finite(), v.gtValue(0, `${what} must be above 0`));
 const bytes = (what: string) => v.pipe(v.number(`${what} must be a number of bytes`), v.integer(), v.minValue(1));
+/** A count where 0 means "no limit". */
+const countOrZero = (what: string) => v.pipe(v.number(`${what} must be a number`), v.integer(`${what} must be an integer`), v.minValue(0));
+/** RFC 6750 `b64token` (token68): a bearer token made of anything else can never be sent in a header. */
+const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
+/** An origin as a browser sends it (`scheme://host[:port]`), where the host may start with `*.`. */
+const ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/(?:\*\.)?[^/*?#@\s]+$/i;
+
 const url = (what: string) =>
   v.pipe(v.string(`${what} must be a URL string`), v.url(`${what} must be an absolute URL`));
 const fieldList = (what: string) =>
@@ -145,6 +164,35 @@ const ConfigSchema = v.strictObject({
       maxPendingEvents: v.optional(bytes("ws.maxPendingEvents"), DEFAULTS.ws.maxPendingEvents),
       maxBufferedBytes: v.optional(bytes("ws.maxBufferedBytes"), DEFAULTS.ws.maxBufferedBytes),
       tls: v.optional(v.strictObject({ cert: v.string(), key: v.string() })),
+      allowedOrigins: v.optional(
+        v.array(
+          v.pipe(
+            v.string("ws.allowedOrigins must be a list of origins"),
+            v.regex(ORIGIN, "ws.allowedOrigins entries are origins like https://app.example.com or https://*.example.com"),
+          ),
+          "ws.allowedOrigins must be a list of origins",
+        ),
+      ),
+      handshakeTimeout: v.optional(positiveSeconds("ws.handshakeTimeout"), DEFAULTS.ws.handshakeTimeout),
+    }),
+    {},
+  ),
+  limits: v.optional(
+    v.strictObject({
+      maxConnections: v.optional(countOrZero("limits.maxConnections"), DEFAULTS.limits.maxConnections),
+      maxSubscriptionsPerConnection: v.optional(
+        bytes("limits.maxSubscriptionsPerConnection"),
+        DEFAULTS.limits.maxSubscriptionsPerConnection,
+      ),
+      eventsPerSecond: v.optional(
+        v.pipe(v.number("limits.eventsPerSecond must be a number"), v.finite(), v.minValue(0)),
+        DEFAULTS.limits.eventsPerSecond,
+      ),
+      eventsBurst: v.optional(countOrZero("limits.eventsBurst"), DEFAULTS.limits.eventsBurst),
+      maxSubscriptionLength: v.optional(bytes("limits.maxSubscriptionLength"), DEFAULTS.limits.maxSubscriptionLength),
+      maxPendingBytes: v.optional(bytes("limits.maxPendingBytes"), DEFAULTS.limits.maxPendingBytes),
+      maxCallbacksPerService: v.optional(bytes("limits.maxCallbacksPerService"), DEFAULTS.limits.maxCallbacksPerService),
+      maxBufferedBytesTotal: v.optional(bytes("limits.maxBufferedBytesTotal"), DEFAULTS.limits.maxBufferedBytesTotal),
     }),
     {},
   ),
@@ -155,6 +203,7 @@ const ConfigSchema = v.strictObject({
       wait: v.optional(seconds("http.wait"), DEFAULTS.http.wait),
       rateLimitResetHeaderNames: v.optional(v.array(v.string()), [...DEFAULTS.http.rateLimitResetHeaderNames]),
       caFile: v.optional(v.string()),
+      maxResponseBytes: v.optional(bytes("http.maxResponseBytes"), DEFAULTS.http.maxResponseBytes),
     }),
     {},
   ),
@@ -185,7 +234,13 @@ const ConfigSchema = v.strictObject({
   broker: v.optional(v.variant("kind", [MemoryBrokerSchema, RedisBrokerSchema, RedisClusterBrokerSchema, UpstashBrokerSchema]), { kind: "memory" }),
   publish: v.optional(
     v.strictObject({
-      token: v.optional(v.pipe(v.string(), v.minLength(1, "publish.token must not be empty"))),
+      token: v.optional(
+        v.pipe(
+          v.string(),
+          v.minLength(1, "publish.token must not be empty"),
+          v.regex(TOKEN68, "publish.token may hold only letters, digits and - . _ ~ + / (then = padding), as RFC 6750 bearer tokens"),
+        ),
+      ),
       maxBodyBytes: v.optional(bytes("publish.maxBodyBytes"), DEFAULTS.publish.maxBodyBytes),
     }),
     {},

@@ -37,8 +37,25 @@ test("parseConfig: an empty config gets every default", () => {
     maxMessageBytes: 1048576,
     maxPendingEvents: 1000,
     maxBufferedBytes: 8388608,
+    handshakeTimeout: 10,
   });
-  assert.deepEqual(config.http, { timeout: 15, tries: 3, wait: 3, rateLimitResetHeaderNames: ["X-Rate-Limit-Reset"] });
+  assert.deepEqual(config.http, {
+    timeout: 15,
+    tries: 3,
+    wait: 3,
+    rateLimitResetHeaderNames: ["X-Rate-Limit-Reset"],
+    maxResponseBytes: 1048576,
+  });
+  assert.deepEqual(config.limits, {
+    maxConnections: 0,
+    maxSubscriptionsPerConnection: 1000,
+    eventsPerSecond: 0,
+    eventsBurst: 0,
+    maxSubscriptionLength: 1024,
+    maxPendingBytes: 4194304,
+    maxCallbacksPerService: 64,
+    maxBufferedBytesTotal: 268435456,
+  });
   assert.deepEqual(config.authentication, {});
   assert.deepEqual(config.services, {});
   assert.deepEqual(config.broker, { kind: "memory" });
@@ -56,7 +73,13 @@ test("parseConfig: defaults fill in beside the values given, at every level", ()
   assert.equal(config.ws.host, "127.0.0.1");
   assert.deepEqual(config.ws.ping, { interval: 0, timeout: 15 });
   assert.equal(config.ws.maxMessageBytes, 1048576);
-  assert.deepEqual(config.http, { timeout: 15, tries: 5, wait: 3, rateLimitResetHeaderNames: ["X-Rate-Limit-Reset"] });
+  assert.deepEqual(config.http, {
+    timeout: 15,
+    tries: 5,
+    wait: 3,
+    rateLimitResetHeaderNames: ["X-Rate-Limit-Reset"],
+    maxResponseBytes: 1048576,
+  });
 });
 
 test("parseConfig: a service gets its defaults", () => {
@@ -103,7 +126,13 @@ test("parseConfig: a full, valid config is accepted as given", () => {
   };
   const config = parseConfig(input);
   assert.deepEqual(config.ws.ping, { interval: 1, timeout: 2 });
-  assert.deepEqual(config.http, { timeout: 0.5, tries: 0, wait: 0, rateLimitResetHeaderNames: ["Retry-After"] });
+  assert.deepEqual(config.http, {
+    timeout: 0.5,
+    tries: 0,
+    wait: 0,
+    rateLimitResetHeaderNames: ["Retry-After"],
+    maxResponseBytes: 1048576,
+  });
   assert.deepEqual(config.authentication, input.authentication);
   assert.deepEqual(config.services.books, input.services.books);
 });
@@ -215,4 +244,27 @@ test("parseConfig: a config that is not an object is refused", () => {
   for (const bad of ["config", 5, true]) problems(bad);
   oneProblemAt({ services: null }, "services");
   oneProblemAt({ ws: null }, "ws");
+});
+
+test("parseConfig: the limits of a public endpoint are validated, naming the key", () => {
+  oneProblemAt({ limits: { maxConnections: -1 } }, "limits.maxConnections");
+  oneProblemAt({ limits: { maxSubscriptionsPerConnection: 0 } }, "limits.maxSubscriptionsPerConnection");
+  oneProblemAt({ limits: { eventsPerSecond: Infinity } }, "limits.eventsPerSecond");
+  oneProblemAt({ limits: { eventsBurst: 1.5 } }, "limits.eventsBurst");
+  oneProblemAt({ limits: { maxPendingBytes: "4M" } }, "limits.maxPendingBytes");
+  oneProblemAt({ limits: { unknown: 1 } }, "limits.unknown");
+  oneProblemAt({ ws: { handshakeTimeout: 0 } }, "ws.handshakeTimeout");
+  oneProblemAt({ http: { maxResponseBytes: 0 } }, "http.maxResponseBytes");
+  const config = parseConfig({ ws: { allowedOrigins: ["https://app.example.com", "https://*.example.com:8443"] } });
+  assert.deepEqual(config.ws.allowedOrigins, ["https://app.example.com", "https://*.example.com:8443"]);
+  for (const origin of ["app.example.com", "https://example.com/path", "https://a.*.example.com", "*"]) {
+    oneProblemAt({ ws: { allowedOrigins: [origin] } }, "ws.allowedOrigins.0");
+  }
+});
+
+test("parseConfig: publish.token must be an RFC 6750 token68, or no client could ever send it", () => {
+  assert.equal(parseConfig({ publish: { token: "abc-DEF_1.2~3+4/5==" } }).publish.token, "abc-DEF_1.2~3+4/5==");
+  for (const token of ["has space", "quote\"", "ünï", "a=b", "tab\t", "comma,"]) {
+    oneProblemAt({ publish: { token } }, "publish.token");
+  }
 });
