@@ -40,9 +40,7 @@ function numeric(value: unknown): number | undefined {
   return undefined;
 }
 
-// Python float() literal: optional sign, digits with single underscores between them, fraction, exponent;
-// or nan/inf/infinity in any case. Surrounding whitespace is allowed.
-const FLOAT_LITERAL = /^[+-]?(?:(?:\d(?:_?\d)*)?\.?\d(?:_?\d)*|\d(?:_?\d)*\.)(?:[eE][+-]?\d(?:_?\d)*)?$/;
+// nan/inf/infinity in any case, with an optional sign.
 const FLOAT_SPECIAL = /^[+-]?(?:nan|inf|infinity)$/i;
 
 /** Python `float(value)` for a JSON value, NaN and infinities included, or undefined where Python raises. */
@@ -56,7 +54,46 @@ export function pyFloat(value: unknown): number | undefined {
     if (lower.endsWith("nan")) return NaN;
     return lower.startsWith("-") ? -Infinity : Infinity;
   }
-  return FLOAT_LITERAL.test(text) ? Number(text.replaceAll("_", "")) : undefined;
+  return isFloatLiteral(text) ? Number(text.replaceAll("_", "")) : undefined;
+}
+
+/**
+ * Python's float() literal: optional sign, digits with single underscores between them, an optional fraction
+ * (digits on at least one side of the point) and an optional exponent. A single left-to-right scan: a
+ * backtracking regex for this grammar takes quadratic time on a long run of digits that ends badly.
+ */
+function isFloatLiteral(text: string): boolean {
+  let i = text[0] === "+" || text[0] === "-" ? 1 : 0;
+  const digitsFrom = (start: number): number => {
+    let j = start;
+    while (isDigit(text, j)) {
+      j++;
+      if (text[j] === "_" && isDigit(text, j + 1)) j++;
+    }
+    return j;
+  };
+  let end = digitsFrom(i);
+  let digits = end - i;
+  i = end;
+  if (text[i] === ".") {
+    end = digitsFrom(i + 1);
+    digits += end - i - 1;
+    i = end;
+  }
+  if (digits === 0) return false;
+  if (text[i] === "e" || text[i] === "E") {
+    let start = i + 1;
+    if (text[start] === "+" || text[start] === "-") start++;
+    end = digitsFrom(start);
+    if (end === start) return false;
+    i = end;
+  }
+  return i === text.length;
+}
+
+function isDigit(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return c >= 0x30 && c <= 0x39;
 }
 
 /** `float(value)` restricted to finite results: Shoal treats NaN and infinities as invalid (decision 11). */

@@ -330,3 +330,24 @@ test("sliceCodePoints: counts code points, so astral characters are never split"
   assert.equal(sliceCodePoints(smile.repeat(128), 128), smile.repeat(128));
   assert.equal(sliceCodePoints("é".repeat(130), 128), "é".repeat(128));
 });
+
+test("finiteFloat: a megabyte of digits is read in one pass, whatever ends it", () => {
+  // A backtracking regex took quadratic time here (100k digits froze the event loop for seconds): with 1 MB
+  // this test would not finish.
+  const digits = "1".repeat(1024 * 1024);
+  assert.equal(finiteFloat(`${digits}x`), undefined);
+  assert.equal(finiteFloat(`${digits}_`), undefined);
+  assert.equal(finiteFloat(`${digits}.${digits}e`), undefined);
+  assert.equal(finiteFloat(`1_${"2_".repeat(500_000)}`), undefined);
+  assert.equal(finiteFloat(`0.${digits}`), 0.1111111111111111);
+  assert.equal(finiteFloat(digits), undefined, "too large for a double: infinite, so invalid");
+});
+
+test("finiteFloat: underscores only between digits, a point needs a digit beside it, an exponent needs digits", () => {
+  for (const text of ["1_000.5", "1.", ".5", "1e5", "1E+5", "-1_0e-1_0", "+.5e1"]) {
+    assert.notEqual(finiteFloat(text), undefined, text);
+  }
+  for (const text of ["_1", "1_", "1__0", "1._5", "1_.5", ".", "e5", "1e", "1e+", "1e_5", "--1", "1.2.3", "0x10", "1 2"]) {
+    assert.equal(finiteFloat(text), undefined, text);
+  }
+});
