@@ -1,6 +1,6 @@
 import type { ServiceConfig } from "../config.ts";
 import { readOptions } from "../protocol/broker_message.ts";
-import { Errors, EventError } from "../protocol/errors.ts";
+import { Errors, EventError, LimitErrors } from "../protocol/errors.ts";
 import { okFrame } from "../protocol/frames.ts";
 import { truthy } from "../protocol/pyvalues.ts";
 import type { ServiceAnswer } from "../services/service_client.ts";
@@ -50,6 +50,10 @@ async function subscribe(router: Router, session: Session, fields: Fields): Prom
   }
   const existing = session.subscriptions.get(name);
   if (existing) throw new EventError(Errors.alreadySubscribed, { extra: existing.extra });
+  if (session.subscriptions.size >= router.config.limits.maxSubscriptionsPerConnection) {
+    router.observer.refused?.("subscriptions");
+    throw new EventError(LimitErrors.tooManySubscriptions, { extra });
+  }
 
   const subscription = new Subscription(router, session, { name, serviceName, service, extra });
   if (service.authorizer) {
@@ -145,12 +149,27 @@ export async function unsubscribeCallbacks(router: Router, subscription: Subscri
 function resolve(router: Router, fields: Fields): { name: string; serviceName: string; service: ServiceConfig } {
   const name = fields.subscription;
   if (typeof name !== "string" || name === "") throw new EventError(Errors.invalidSubscriptionFormat);
+  // A lone surrogate becomes U+FFFD in a UTF-8 topic or channel name, so two names would share one channel
+  // (and one authorizer's decision); and every name is a broker channel, so its length is bounded (E5).
+  if (!name.isWellFormed() || utf8Exceeds(name, router.config.limits.maxSubscriptionLength)) {
+    router.observer.refused?.("subscription_name");
+    throw new EventError(Errors.invalidSubscriptionFormat);
+  }
   const dot = name.indexOf(".");
   if (dot <= 0 || dot === name.length - 1) throw new EventError(Errors.invalidSubscriptionFormat);
   const serviceName = name.slice(0, dot);
   const service = Object.hasOwn(router.config.services, serviceName) ? router.config.services[serviceName] : undefined;
   if (!service) throw new EventError(Errors.invalidService);
   return { name, serviceName, service };
+}
+
+const encoder = new TextEncoder();
+
+/** Whether a string's UTF-8 form is longer than `max` bytes, encoding it only when its length leaves that open. */
+function utf8Exceeds(text: string, max: number): boolean {
+  if (text.length > max) return true;
+  if (text.length * 3 <= max) return false;
+  return encoder.encode(text).byteLength > max;
 }
 
 /** The service's extra fields present in a request. */

@@ -10,6 +10,22 @@ import { Session, type Transport } from "./session.ts";
 
 const log = getLogger(["shoal", "router"]);
 
+/** Why a limit refused a connection, a frame, an event or a callback: the `reason` label of the refusal metric. */
+export type RefusalReason =
+  | "bad_upgrade"
+  | "websocket_version"
+  | "origin"
+  | "connections"
+  | "shutting_down"
+  | "subscriptions"
+  | "subscription_name"
+  | "rate"
+  | "pending_events"
+  | "pending_bytes"
+  | "callbacks"
+  | "response_size"
+  | "buffered_total";
+
 /** Hooks for metrics; every one optional. Event names are the client's, plus `invalid` and `unknown`. */
 export interface RouterObserver {
   connectionOpened?(): void;
@@ -23,6 +39,8 @@ export interface RouterObserver {
   filtered?(reason: "fields" | "order" | "throttle"): void;
   /** A connection dropped for not keeping up (its send buffer passed `ws.maxBufferedBytes`). */
   dropped?(reason: "backpressure"): void;
+  /** Something a limit of a public endpoint refused (extensions E5), by a fixed reason. */
+  refused?(reason: RefusalReason): void;
   ready?(ready: boolean): void;
   /** The broker lost its connection (it reconnects, or the server shuts down). */
   brokerLost?(): void;

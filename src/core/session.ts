@@ -2,11 +2,12 @@ import { getLogger, withContext } from "@logtape/logtape";
 import { debugEnabled, REDACTED } from "../log.ts";
 import { CloseCodes } from "../protocol/close_codes.ts";
 import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
-import { Errors, EventError } from "../protocol/errors.ts";
+import { Errors, EventError, LimitErrors } from "../protocol/errors.ts";
 import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame, revokedFrame } from "../protocol/frames.ts";
 import { EVENT_HANDLERS, removeSubscription, unsubscribeCallbacks } from "./events.ts";
 import type { Router } from "./router.ts";
 import { NO_FIELDS, type Subscription } from "./subscription.ts";
+import { TokenBucket } from "./token_bucket.ts";
 
 const log = getLogger(["shoal", "session"]);
 
@@ -19,7 +20,9 @@ export interface Transport {
   unsubscribe?(topic: string): void;
 }
 
-type Task = { readonly kind: "event"; readonly event: ClientEvent } | { readonly kind: "internal"; run(): Promise<void> };
+type Task =
+  | { readonly kind: "event"; readonly event: ClientEvent; readonly bytes: number }
+  | { readonly kind: "internal"; run(): Promise<void> };
 
 const INVALID_EVENT_TEXT = JSON.stringify(INVALID_EVENT_FRAME);
 
@@ -36,6 +39,12 @@ export class Session {
   readonly #router: Router;
   readonly #transport: Transport;
   readonly #queue: Task[] = [];
+  /** Size of the frames of the queued events (`limits.maxPendingBytes`). */
+  #queuedBytes = 0;
+  /** Events a second (`limits.eventsPerSecond`); absent when unlimited. */
+  readonly #bucket: TokenBucket | undefined;
+  /** Aborted when the connection goes: cancels the callbacks of its events (not its teardown's own). */
+  readonly #gone = new AbortController();
   #running = false;
   #current: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -44,6 +53,15 @@ export class Session {
     this.#router = router;
     this.#transport = transport;
     this.id = id;
+    const { eventsPerSecond, eventsBurst } = router.config.limits;
+    if (eventsPerSecond > 0) {
+      this.#bucket = new TokenBucket(router.clock, { rate: eventsPerSecond, burst: eventsBurst || Math.ceil(eventsPerSecond) });
+    }
+  }
+
+  /** Aborted once the connection is gone: callbacks made for its events pass it on. */
+  get signal(): AbortSignal {
+    return this.#gone.signal;
   }
 
   /** False once the session started closing: later events are ignored. */
@@ -55,17 +73,44 @@ export class Session {
   receive(frame: string | ArrayBuffer | Uint8Array): void {
     if (this.#closing) return;
     const event = parseClientEvent(frame);
+    const observer = this.#router.observer;
     if (event.kind === "ping") {
-      this.#router.observer.event?.("ping", true);
+      observer.event?.("ping", true);
       this.send(pongFrame(event.fields.data));
       return;
     }
-    if (this.#queue.length >= this.#router.config.ws.maxPendingEvents) {
+    if (this.#bucket && !this.#bucket.take()) {
+      observer.refused?.("rate");
+      this.#refuse(event);
+      return;
+    }
+    const { maxPendingEvents } = this.#router.config.ws;
+    const bytes = typeof frame === "string" ? frame.length : frame.byteLength;
+    if (this.#queue.length >= maxPendingEvents) {
+      observer.refused?.("pending_events");
       log.warn("too many pending events; closing", { session: this.id });
       void this.close(CloseCodes.tooManyPendingEvents, "too many pending events");
       return;
     }
-    this.#enqueue({ kind: "event", event });
+    if (this.#queuedBytes + bytes > this.#router.config.limits.maxPendingBytes) {
+      observer.refused?.("pending_bytes");
+      log.warn("too many pending bytes; closing", { session: this.id, bytes: this.#queuedBytes + bytes });
+      void this.close(CloseCodes.tooManyPendingEvents, "too many pending bytes");
+      return;
+    }
+    this.#queuedBytes += bytes;
+    this.#enqueue({ kind: "event", event, bytes });
+  }
+
+  /** The answer to an event refused by the rate limit, sent at once (the event never runs). */
+  #refuse(event: ClientEvent): void {
+    if (event.kind === "undecodable" || event.kind === "invalid") return this.sendText(INVALID_EVENT_TEXT);
+    const name = event.kind === "unknown" ? event.event : event.kind;
+    const fields = event.kind === "unknown" ? undefined : event.fields;
+    const subscription = name !== "auth" && typeof fields?.subscription === "string" && fields.subscription !== ""
+      ? fields.subscription
+      : undefined;
+    this.send(errorFrame(name, LimitErrors.rateLimited, { subscription }));
   }
 
   send(frame: Frame): void {
@@ -117,12 +162,22 @@ export class Session {
    * subscription newest first, calling `before_unsubscribe` and `on_unsubscribe` for each. Idempotent.
    */
   disconnected(): Promise<void> {
-    this.#closing ??= withContext({ session: this.id }, () => this.#teardown());
+    if (!this.#closing) {
+      this.#closing = withContext({ session: this.id }, () => this.#teardown());
+      this.#gone.abort();
+    }
     return this.#closing;
   }
 
   async #teardown(): Promise<void> {
     this.#queue.length = 0;
+    this.#queuedBytes = 0;
+    // Out of the hub at once: a departed client receives and serializes nothing more, even while the event that
+    // was running (its callbacks now aborted) winds down and the unsubscribe callbacks below take their time.
+    for (const subscription of this.subscriptions.values()) {
+      subscription.close();
+      this.#router.hub.remove(subscription);
+    }
     try {
       await this.#current;
       for (const subscription of [...this.subscriptions.values()].reverse()) {
@@ -152,6 +207,7 @@ export class Session {
     try {
       while (this.#queue.length > 0 && !this.#closing) {
         const task = this.#queue.shift()!;
+        if (task.kind === "event") this.#queuedBytes -= task.bytes;
         // Every line logged while the task runs (service calls, timers it starts) carries the session id.
         this.#current = withContext(
           { session: this.id },

@@ -15,6 +15,14 @@ export const Errors = {
   subscriptionNotFound: "Subscription does not exist.",
 } as const;
 
+/** Shoal's own error strings for the limits of a public endpoint (extensions E5). */
+export const LimitErrors = {
+  tooManySubscriptions: "Too many subscriptions.",
+  rateLimited: "Rate limit exceeded.",
+  originNotAllowed: "Origin not allowed.",
+  tooManyConnections: "Too many connections.",
+} as const;
+
 /** Longest event name that still counts as a valid envelope. */
 export const MAX_EVENT_LENGTH = 40;
 
