@@ -11,20 +11,22 @@ import { Session, type Transport } from "./session.ts";
 const log = getLogger(["shoal", "router"]);
 
 /** Why a limit refused a connection, a frame, an event or a callback: the `reason` label of the refusal metric. */
-export type RefusalReason =
-  | "bad_upgrade"
-  | "websocket_version"
-  | "origin"
-  | "connections"
-  | "shutting_down"
-  | "subscriptions"
-  | "subscription_name"
-  | "rate"
-  | "pending_events"
-  | "pending_bytes"
-  | "callbacks"
-  | "response_size"
-  | "buffered_total";
+export const REFUSAL_REASONS = [
+  "bad_upgrade",
+  "websocket_version",
+  "origin",
+  "connections",
+  "shutting_down",
+  "subscriptions",
+  "subscription_name",
+  "rate",
+  "pending_events",
+  "pending_bytes",
+  "callbacks",
+  "response_size",
+  "buffered_total",
+] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** Hooks for metrics; every one optional. Event names are the client's, plus `invalid` and `unknown`. */
 export interface RouterObserver {
@@ -117,9 +119,17 @@ export class Router {
     return this.#sessions.size;
   }
 
-  /** A new connection; undefined while shutting down (the caller closes it). */
+  /**
+   * A new connection; undefined while shutting down or, past `limits.maxConnections` (upgrades that raced past
+   * the server's check), when full: the caller closes it.
+   */
   connect(transport: Transport): Session | undefined {
     if (this.#stopping) return undefined;
+    const { maxConnections } = this.config.limits;
+    if (maxConnections > 0 && this.#sessions.size >= maxConnections) {
+      this.observer.refused?.("connections");
+      return undefined;
+    }
     const session = new Session(this, transport, `${this.#idPrefix}-${++this.#nextId}`);
     this.#sessions.add(session);
     this.observer.connectionOpened?.();

@@ -79,13 +79,9 @@ export class Session {
       this.send(pongFrame(event.fields.data));
       return;
     }
-    if (this.#bucket && !this.#bucket.take()) {
-      observer.refused?.("rate");
-      this.#refuse(event);
-      return;
-    }
+    const limited = this.#bucket !== undefined && !this.#bucket.take();
     const { maxPendingEvents } = this.#router.config.ws;
-    const bytes = typeof frame === "string" ? frame.length : frame.byteLength;
+    const bytes = limited ? 0 : typeof frame === "string" ? frame.length : frame.byteLength;
     if (this.#queue.length >= maxPendingEvents) {
       observer.refused?.("pending_events");
       log.warn("too many pending events; closing", { session: this.id });
@@ -98,11 +94,17 @@ export class Session {
       void this.close(CloseCodes.tooManyPendingEvents, "too many pending bytes");
       return;
     }
+    if (limited) {
+      // The refusal keeps its place among the replies (the event itself never runs, and its frame is not kept).
+      observer.refused?.("rate");
+      this.#enqueue({ kind: "internal", run: () => Promise.resolve(this.#refuse(event)) });
+      return;
+    }
     this.#queuedBytes += bytes;
     this.#enqueue({ kind: "event", event, bytes });
   }
 
-  /** The answer to an event refused by the rate limit, sent at once (the event never runs). */
+  /** The answer to an event refused by the rate limit. */
   #refuse(event: ClientEvent): void {
     if (event.kind === "undecodable" || event.kind === "invalid") return this.sendText(INVALID_EVENT_TEXT);
     const name = event.kind === "unknown" ? event.event : event.kind;

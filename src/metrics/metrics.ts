@@ -1,7 +1,7 @@
 import { getLogger } from "@logtape/logtape";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Config } from "../config.ts";
-import type { RouterObserver } from "../core/router.ts";
+import { REFUSAL_REASONS, type RouterObserver } from "../core/router.ts";
 
 const log = getLogger(["shoal", "metrics"]);
 
@@ -63,9 +63,16 @@ export class PrometheusMetrics {
       buckets: CALLBACK_BUCKETS,
       registers,
     });
+    const refused = new Counter({
+      name: `${p}refusals_total`,
+      help: "Connections, frames, events and callbacks refused by a limit (extensions E5), by reason",
+      labelNames: ["reason"],
+      registers,
+    });
     // Label sets known up front are exported at 0, so rates and alerts work before the first occurrence.
     for (const reason of ["fields", "order", "throttle"]) filtered.labels(reason).inc(0);
     dropped.labels("backpressure").inc(0);
+    for (const reason of REFUSAL_REASONS) refused.labels(reason).inc(0);
     this.observer = {
       ready: (ready) => state.set(ready ? 1 : 0),
       connectionOpened: () => {
@@ -78,6 +85,7 @@ export class PrometheusMetrics {
       delivered: (count) => delivered.inc(count),
       filtered: (reason) => filtered.labels(reason).inc(),
       dropped: (reason) => dropped.labels(reason).inc(),
+      refused: (reason) => refused.labels(reason).inc(),
       brokerLost: () => brokerLost.inc(),
       callback: (name, outcome, seconds) => callbacks.labels(name, outcome).observe(seconds),
     };

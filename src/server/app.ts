@@ -1,14 +1,18 @@
 import { getLogger } from "@logtape/logtape";
-import { Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import type { UpgradeWebSocket } from "hono/ws";
-import type { Router } from "../core/router.ts";
+import type { RefusalReason, Router } from "../core/router.ts";
+import { debugEnabled } from "../log.ts";
+import { LimitErrors } from "../protocol/errors.ts";
 import { parsePublishedMessage, TOO_DEEP } from "../protocol/broker_message.ts";
 import { parseJson } from "../protocol/json.ts";
 import type { PrometheusMetrics } from "../metrics/metrics.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
 import { BufferSweeper, connectionContext, newConnection } from "./connection.ts";
+import { OriginPolicy } from "./origin_policy.ts";
+import { upgradeProblem } from "./upgrade_request.ts";
 
 const log = getLogger(["shoal", "server"]);
 
@@ -87,6 +91,7 @@ export function createApp(options: AppOptions): Hono {
       c.json({ status: "error", error: "The publish API is disabled: set publish.token in the config." }, 404));
   }
 
+  app.get("*", upgradeGate(router));
   app.get(
     "*",
     options.upgradeWebSocket(
@@ -96,6 +101,39 @@ export function createApp(options: AppOptions): Hono {
     (c) => c.json({ status: "error", error: "Upgrade Required: this is a WebSocket endpoint." }, 426),
   );
   return app;
+}
+
+/**
+ * What an upgrade request must pass before the runtime upgrades it: a well-formed RFC 6455 request (400/426),
+ * an allowed origin (403), a server that is not shutting down and has room (503). Requests that do not ask for
+ * a WebSocket pass on to the "Upgrade Required" answer.
+ */
+function upgradeGate(router: Router): MiddlewareHandler {
+  const { ws, limits } = router.config;
+  const origins = ws.allowedOrigins ? new OriginPolicy(ws.allowedOrigins) : undefined;
+  const refuse = (c: Context, reason: RefusalReason, status: 400 | 403 | 426 | 503, error: string) => {
+    router.observer.refused?.(reason);
+    if (debugEnabled()) log.debug("upgrade refused", { reason, status });
+    return c.json({ status: "error", error }, status);
+  };
+  return async (c, next) => {
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return await next();
+    const problem = upgradeProblem((name) => c.req.header(name));
+    if (problem?.status === 426) {
+      c.header("Sec-WebSocket-Version", "13");
+      return refuse(c, "websocket_version", 426, problem.error);
+    }
+    if (problem) return refuse(c, "bad_upgrade", problem.status, problem.error);
+    if (origins && !origins.allows(c.req.header("origin"))) {
+      return refuse(c, "origin", 403, LimitErrors.originNotAllowed);
+    }
+    // From the first signal on, a load balancer must send new clients elsewhere (readyz says not ready too).
+    if (router.stopping) return refuse(c, "shutting_down", 503, "Shutting down.");
+    if (limits.maxConnections > 0 && router.sessionCount >= limits.maxConnections) {
+      return refuse(c, "connections", 503, LimitErrors.tooManyConnections);
+    }
+    await next();
+  };
 }
 
 /** `GET /metrics` in the Prometheus text format. */

@@ -53,7 +53,9 @@ export class Connection implements Transport, KeepAlivePeer, Watched {
       const { router, support, ping } = this.#context;
       this.#socket = ws.raw;
       this.#session = router.connect(this);
-      if (!this.#session) return this.close(CloseCodes.normal, "");
+      if (!this.#session) {
+        return router.stopping ? this.close(CloseCodes.normal, "") : this.close(CloseCodes.slowConsumer, "too many connections");
+      }
       if (support.ping && ping.interval > 0) {
         this.#keepAlive = new KeepAlive(router.clock, ping, this);
         this.#keepAlive.start();
