@@ -5,6 +5,7 @@ import type { Session, Transport } from "../core/session.ts";
 import { debugEnabled } from "../log.ts";
 import { CloseCodes } from "../protocol/close_codes.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
+import { BufferBudget, type Budgeted } from "./buffer_budget.ts";
 import { KeepAlive, type KeepAlivePeer } from "./keep_alive.ts";
 
 const log = getLogger(["shoal", "server"]);
@@ -17,14 +18,20 @@ export interface ConnectionContext {
   readonly router: Router;
   readonly support: SocketSupport;
   readonly sweeper: BufferSweeper;
+  readonly budget: BufferBudget;
   readonly maxMessageBytes: number;
   readonly maxBufferedBytes: number;
   readonly ping: { readonly interval: number; readonly timeout: number };
 }
 
-export function connectionContext(router: Router, support: SocketSupport, sweeper: BufferSweeper): ConnectionContext {
+export function connectionContext(
+  router: Router,
+  support: SocketSupport,
+  sweeper: BufferSweeper,
+  budget: BufferBudget = new BufferBudget(router.config.limits.maxBufferedBytesTotal),
+): ConnectionContext {
   const { maxMessageBytes, maxBufferedBytes, ping } = router.config.ws;
-  return { router, support, sweeper, maxMessageBytes, maxBufferedBytes, ping };
+  return { router, support, sweeper, budget, maxMessageBytes, maxBufferedBytes, ping };
 }
 
 /**
@@ -33,7 +40,7 @@ export function connectionContext(router: Router, support: SocketSupport, sweepe
  * connections, and each closure costs memory. Every handler catches: on Deno an exception in a WebSocket handler
  * would end the process. Keeps the runtime's socket (`WSContext.raw`), not Hono's per-event `WSContext`.
  */
-export class Connection implements Transport, KeepAlivePeer, Watched {
+export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
   readonly #context: ConnectionContext;
   #socket: unknown;
   #session: Session | undefined;
@@ -91,6 +98,7 @@ export class Connection implements Transport, KeepAlivePeer, Watched {
     try {
       this.#closed = true;
       this.#context.sweeper.unwatch(this);
+      this.#context.budget.remove(this);
       this.#keepAlive?.stop();
       this.#context.router.clock.clearTimeout(this.#terminateTimer);
       if (event.code === 1001 && event.reason === "No response from ping frame.") {
@@ -154,11 +162,26 @@ export class Connection implements Transport, KeepAlivePeer, Watched {
 
   // Watched
 
+  /** Measure the send buffer (and report it to the node's budget): over this connection's own limit? */
   overLimit(): boolean {
-    return this.#context.support.bufferedAmount(this.#socket) > this.#context.maxBufferedBytes;
+    const bytes = this.measure();
+    this.#context.budget.record(this, bytes);
+    return bytes > this.#context.maxBufferedBytes;
   }
 
   onOverLimit(): void {
+    this.#slowConsumer();
+  }
+
+  // Budgeted
+
+  measure(): number {
+    return this.#closed ? 0 : this.#context.support.bufferedAmount(this.#socket);
+  }
+
+  onOverBudget(): void {
+    if (!this.#session?.open) return;
+    this.#context.router.observer.refused?.("buffered_total");
     this.#slowConsumer();
   }
 

@@ -2,13 +2,16 @@
 // shutdown, per-connection limits, and the refusal metric.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { publish } from "../support/e2e.ts";
 import { rawGet, upgradeHeaders } from "../support/raw_http.ts";
+import { RawWsClient } from "../support/raw_ws_client.ts";
 import { ShoalProcess } from "../support/shoal_process.ts";
 import { TestService } from "../support/test_service.ts";
 import { WsClient } from "../support/ws_client.ts";
 
 const OPEN = { open: { requireAuthentication: false } };
 const METRICS = { prometheus: {} };
+const TOKEN = "limits-token";
 
 async function refusals(shoal: ShoalProcess): Promise<Record<string, number>> {
   const text = await (await fetch(`${shoal.httpUrl}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
@@ -122,4 +125,46 @@ test("limits: per-connection limits over a real socket: subscriptions, name leng
   ]);
   const counts = await refusals(shoal);
   assert.deepEqual([counts.subscriptions, counts.subscription_name, counts.rate], [1, 2, 1]);
+});
+
+test("limits: past limits.maxBufferedBytesTotal the clients furthest behind are closed with 1013", async () => {
+  await using shoal = await ShoalProcess.start({
+    ws: { maxBufferedBytes: 256 * 1024 * 1024 }, // far above: only the node-wide budget can act
+    limits: { maxBufferedBytesTotal: 1024 * 1024 },
+    services: OPEN,
+    metrics: METRICS,
+    publish: { token: TOKEN },
+  });
+  await using reader = await WsClient.connect(shoal.url);
+  reader.send({ event: "subscribe", subscription: "open.big" });
+  assert.equal((await reader.next()).status, "ok");
+  const slow = [await RawWsClient.connect(shoal.url), await RawWsClient.connect(shoal.url)];
+  for (const client of slow) {
+    client.send({ event: "subscribe", subscription: "open.big" });
+    assert.equal((await client.next()).status, "ok");
+    client.pauseReading();
+  }
+  // Loopback kernel buffers take a few MB per connection before the server's own buffers grow.
+  const padding = "x".repeat(20_000);
+  const overBudget = () => shoal.logs.some((line) => line.message === "outgoing buffers over budget; closed the furthest behind");
+  let count = 0;
+  while (count < 3000 && !overBudget()) {
+    for (let i = 0; i < 25; i++, count++) {
+      const answer = await publish(shoal, { subscription: "open.big", data: { i: count, padding } }, { token: TOKEN });
+      assert.equal(answer.status, 200);
+    }
+  }
+  assert.ok(overBudget(), `the budget acted within ${count} messages`);
+  for (let i = 0; i < count; i++) assert.equal((await reader.next(10_000)).data && true, true, `message ${i}`);
+  assert.equal(reader.closeCode, undefined, "the reading client stays open");
+  // Whichever were furthest behind were closed (enough to get under the budget: one or both), with 1013.
+  for (const client of slow) client.resumeReading();
+  const first = await Promise.race(slow.map((client) => client.waitClosed(10_000)));
+  assert.equal(first.code, 1013);
+  const counted = (await refusals(shoal)).buffered_total;
+  assert.ok(counted >= 1 && counted <= 2, `refusals ${counted}`);
+  for (const client of slow) {
+    if (client.closeInfo) assert.equal(client.closeInfo.code, 1013);
+    else await client.close();
+  }
 });
