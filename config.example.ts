@@ -20,7 +20,24 @@ export default {
     maxPendingEvents: 1000,
     // Outgoing bytes a client may leave unread before it is closed as a slow consumer (1013).
     maxBufferedBytes: 8388608,
+    // Seconds from TCP accept to a completed upgrade or request; idle HTTP connections are closed after it too.
+    handshakeTimeout: 10,
+    // Browser origins allowed to connect (exact, or `*.` for leading host labels); unset allows any. Set it when
+    // browsers connect from the internet (cross-site WebSocket hijacking). No Origin header = not a browser = allowed.
+    // allowedOrigins: ["https://app.example.com", "https://*.example.com"],
     // tls: { cert: "/etc/shoal/cert.pem", key: "/etc/shoal/key.pem" },
+  },
+
+  // Limits of a public endpoint (README, "Security"). 0 means no limit where noted.
+  limits: {
+    maxConnections: 0, // per node; past it upgrades get 503 (0: no cap)
+    maxSubscriptionsPerConnection: 1000, // then "Too many subscriptions."
+    eventsPerSecond: 0, // token bucket per connection, ping exempt; then "Rate limit exceeded." (0: off)
+    eventsBurst: 0, // bucket size (0: eventsPerSecond)
+    maxSubscriptionLength: 1024, // UTF-8 bytes of a subscription name
+    maxPendingBytes: 4194304, // bytes of queued events of one connection; more closes with 1008
+    maxCallbacksPerService: 64, // calls in flight to one service; more fail at once with "Service unavailable."
+    maxBufferedBytesTotal: 268435456, // outgoing bytes buffered for all clients; past it the furthest behind get 1013
   },
 
   // Every call to a service: seconds per attempt, attempts, seconds between attempts, and the headers that
@@ -30,6 +47,8 @@ export default {
     tries: 3,
     wait: 3,
     rateLimitResetHeaderNames: ["X-Rate-Limit-Reset"],
+    // Largest answer body a service may send; larger is a failed call. Redirects are never followed.
+    maxResponseBytes: 1048576,
     // caFile: "/etc/shoal/services-ca.pem",
   },
 
