@@ -35,6 +35,7 @@ export default {
     eventsPerSecond: 0, // token bucket per connection, ping exempt; then "Rate limit exceeded." (0: off)
     eventsBurst: 0, // bucket size (0: eventsPerSecond)
     maxSubscriptionLength: 1024, // UTF-8 bytes of a subscription name
+    maxExtraFieldsBytes: 16384, // a subscription's extra fields as JSON; more gets "Extra fields too large."
     maxPendingBytes: 4194304, // bytes of queued events of one connection; more closes with 1008
     maxCallbacksPerService: 64, // calls in flight to one service; more fail at once with "Service unavailable."
     maxBufferedBytesTotal: 268435456, // outgoing bytes buffered for all clients; past it the furthest behind get 1013

@@ -45,6 +45,12 @@ async function auth(router: Router, session: Session, fields: Fields): Promise<v
 async function subscribe(router: Router, session: Session, fields: Fields): Promise<void> {
   const { name, serviceName, service } = resolve(router, fields);
   const extra = pickExtra(service, fields);
+  // Stored with the subscription, echoed in every message and part of its fan-out topic: bounded (E5).
+  const extraKey = extra === NO_FIELDS ? "" : JSON.stringify(extra);
+  if (extraKey.length > router.config.limits.maxExtraFieldsBytes) {
+    router.observer.refused?.("extra_fields");
+    throw new EventError(LimitErrors.extraFieldsTooLarge, { extra });
+  }
   if (service.requireAuthentication && !truthy(session.authInfo)) {
     throw new EventError(Errors.authRequired, { extra });
   }
@@ -55,7 +61,7 @@ async function subscribe(router: Router, session: Session, fields: Fields): Prom
     throw new EventError(LimitErrors.tooManySubscriptions, { extra });
   }
 
-  const subscription = new Subscription(router, session, { name, serviceName, service, extra });
+  const subscription = new Subscription(router, session, { name, serviceName, service, extra, extraKey });
   if (service.authorizer) {
     const answer = await router.services.post(service.authorizer, subscription.body(), "authorizer");
     failUnlessOk(answer, Errors.unauthorized, extra);

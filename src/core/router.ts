@@ -19,6 +19,7 @@ export const REFUSAL_REASONS = [
   "shutting_down",
   "subscriptions",
   "subscription_name",
+  "extra_fields",
   "rate",
   "pending_events",
   "pending_bytes",

@@ -48,7 +48,14 @@ export class Subscription {
   constructor(
     router: Router,
     session: Session,
-    options: { name: string; serviceName: string; service: ServiceConfig; extra: Record<string, unknown> },
+    options: {
+      name: string;
+      serviceName: string;
+      service: ServiceConfig;
+      extra: Readonly<Record<string, unknown>>;
+      /** `JSON.stringify(extra)` when the caller has it ("" for no extra fields). */
+      extraKey?: string;
+    },
   ) {
     this.#router = router;
     this.session = session;
@@ -56,7 +63,7 @@ export class Subscription {
     this.serviceName = options.serviceName;
     this.service = options.service;
     this.extra = options.extra;
-    this.extraKey = Object.keys(options.extra).length === 0 ? "" : JSON.stringify(options.extra);
+    this.extraKey = options.extraKey ?? (Object.keys(options.extra).length === 0 ? "" : JSON.stringify(options.extra));
   }
 
   get active(): boolean {

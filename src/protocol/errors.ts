@@ -21,6 +21,7 @@ export const LimitErrors = {
   rateLimited: "Rate limit exceeded.",
   originNotAllowed: "Origin not allowed.",
   tooManyConnections: "Too many connections.",
+  extraFieldsTooLarge: "Extra fields too large.",
 } as const;
 
 /** Longest event name that still counts as a valid envelope. */

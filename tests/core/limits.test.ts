@@ -62,6 +62,21 @@ test("limits: a name longer than maxSubscriptionLength UTF-8 bytes is an invalid
   assert.equal(h.broker.channels.size, 2);
 });
 
+test("limits: extra fields whose JSON is over maxExtraFieldsBytes get Extra fields too large.", async () => {
+  const h = await new Harness({
+    services: { open: { requireAuthentication: false, extraFields: ["v", "w"] } },
+    limits: { maxExtraFieldsBytes: 40 },
+  }).start();
+  const c = h.connect();
+  const fits = { v: "x".repeat(20), w: 1 }; // {"v":"xxxxxxxxxxxxxxxxxxxx","w":1} is 32 characters
+  assert.equal((await c.call({ event: "subscribe", subscription: "open.a", ...fits }))[0].status, "ok");
+  const big = { v: "x".repeat(30), w: 1 };
+  assert.deepEqual(await c.call({ event: "subscribe", subscription: "open.b", ...big, ignored: "y".repeat(100) }), [
+    { event: "subscribe", status: "error", error: "Extra fields too large.", ...big, subscription: "open.b" },
+  ]);
+  assert.equal(h.broker.channels.has("open.b"), false);
+});
+
 test("limits: events past eventsPerSecond and eventsBurst get Rate limit exceeded.; ping is exempt", async () => {
   const h = await new Harness({ services: { open }, limits: { eventsPerSecond: 2, eventsBurst: 3 } }).start();
   const c = h.connect();

@@ -52,6 +52,7 @@ test("parseConfig: an empty config gets every default", () => {
     eventsPerSecond: 0,
     eventsBurst: 0,
     maxSubscriptionLength: 1024,
+    maxExtraFieldsBytes: 16384,
     maxPendingBytes: 4194304,
     maxCallbacksPerService: 64,
     maxBufferedBytesTotal: 268435456,
