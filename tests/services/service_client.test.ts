@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { configure, type LogRecord, reset } from "@logtape/logtape";
 import type { Clock } from "../../src/core/clock.ts";
 import { type CallbackName, type ServiceAnswer, ServiceClient, type ServiceClientOptions } from "../../src/services/service_client.ts";
+import { FetchSlots } from "../../src/services/fetch_slots.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { ScriptedFetch } from "../support/scripted_fetch.ts";
 
@@ -499,4 +501,359 @@ test("observe: called once per post with the callback, the outcome and the total
   const unavailable = setup([status(503)]);
   await postAfter(unavailable, 6000, {}, "ticket");
   assert.deepEqual(unavailable.observed, [{ callback: "ticket", outcome: "unavailable", seconds: 6 }]);
+});
+
+// ---------------------------------------------------------------- redirects (never followed)
+
+test("every request says redirect: manual, so the runtime never follows a redirect", async () => {
+  const world = setup([OK]);
+  await postAfter(world, 0, { ticket: "t" }, "ticket");
+  assert.equal(world.fake.calls[0].init.redirect, "manual");
+});
+
+test("a 3xx answer, even with a JSON object body, is a failed try: retried, then unavailable", async () => {
+  for (const code of [300, 301, 302, 303, 304, 307, 308]) {
+    const redirect = () =>
+      new Response(code === 304 ? null : JSON.stringify({ status: "ok", data: "from a redirect" }), {
+        status: code,
+        headers: { "content-type": "application/json", location: "http://elsewhere.test/steal" },
+      });
+    const world = setup([redirect, OK], { tries: 2 });
+    assert.deepEqual(await postAfter(world, 3000, { ticket: "t" }, "ticket"), { ok: true, body: { status: "ok", data: { n: 1 } } }, `status ${code}`);
+    assert.deepEqual(world.fake.calls.map((c) => c.url), [URL_A, URL_A], `status ${code}: only the configured URL is posted to`);
+    const always = setup([redirect], { tries: 2 });
+    assert.deepEqual(await postAfter(always, 3000), { ok: false }, `status ${code}`);
+  }
+});
+
+// ---------------------------------------------------------------- maxResponseBytes
+
+/** A JSON answer streamed in `chunkBytes` chunks (no Content-Length); `endless` never closes the string. */
+function streamed(totalBytes: number | "endless", options: { chunkBytes?: number; contentLength?: number } = {}) {
+  const chunkBytes = options.chunkBytes ?? 1024;
+  const stats = { pulled: 0, cancelled: false };
+  const make = () => {
+    const head = new TextEncoder().encode('{"status":"ok","pad":"');
+    const tail = new TextEncoder().encode('"}');
+    let left = totalBytes === "endless" ? Infinity : totalBytes - head.length - tail.length;
+    let started = false;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        stats.pulled++;
+        if (!started) {
+          started = true;
+          return controller.enqueue(head);
+        }
+        if (left <= 0) {
+          controller.enqueue(tail);
+          return controller.close();
+        }
+        const size = Math.min(chunkBytes, left);
+        left -= size;
+        controller.enqueue(new Uint8Array(size).fill(0x78));
+      },
+      cancel() {
+        stats.cancelled = true;
+      },
+    });
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (options.contentLength !== undefined) headers["content-length"] = String(options.contentLength);
+    return new Response(body, { status: 200, headers });
+  };
+  return { make, stats };
+}
+
+test("maxResponseBytes: a body of exactly the limit is an answer; one byte more is a failed try", async () => {
+  const exact = streamed(4096);
+  const fits = setup([exact.make], { maxResponseBytes: 4096, tries: 1 });
+  const answer = await postAfter(fits, 0);
+  assert.ok(answer.ok);
+  assert.equal(String(answer.body.pad).length, 4096 - '{"status":"ok","pad":""}'.length);
+
+  const over = streamed(4097);
+  const refused = setup([over.make, OK], { maxResponseBytes: 4096, tries: 2 });
+  assert.deepEqual(await postAfter(refused, 3000), { ok: true, body: { status: "ok", data: { n: 1 } } });
+  assert.equal(refused.fake.calls.length, 2, "the oversized answer was retried");
+});
+
+test("maxResponseBytes: an endless body is cut just past the limit, not read until the timeout", async () => {
+  const endless = streamed("endless", { chunkBytes: 1000 });
+  const world = setup([endless.make], { maxResponseBytes: 10_000, tries: 1 });
+  assert.deepEqual(await postAfter(world, 0), { ok: false });
+  assert.equal(endless.stats.cancelled, true);
+  assert.ok(endless.stats.pulled <= 13, `read ${endless.stats.pulled} chunks of 1000 bytes for a 10,000-byte limit`);
+});
+
+test("maxResponseBytes: a declared Content-Length over the limit is refused before the body is read", async () => {
+  const declared = streamed(2000, { contentLength: 2000 });
+  const world = setup([declared.make], { maxResponseBytes: 1000, tries: 1 });
+  assert.deepEqual(await postAfter(world, 0), { ok: false });
+  assert.equal(declared.stats.cancelled, true);
+  assert.ok(declared.stats.pulled <= 1, `pulled ${declared.stats.pulled} chunks of a body already known to be too long`);
+});
+
+test("maxResponseBytes defaults to http.maxResponseBytes (1 MiB)", async () => {
+  const big = streamed(1024 * 1024 + 1, { chunkBytes: 64 * 1024 });
+  assert.deepEqual(await postAfter(setup([big.make], { tries: 1 }), 0), { ok: false });
+  const fits = streamed(1024 * 1024, { chunkBytes: 64 * 1024 });
+  assert.equal((await postAfter(setup([fits.make], { tries: 1 }), 0)).ok, true);
+});
+
+// ---------------------------------------------------------------- maxCallbacksPerService
+
+/** A fetch whose requests hang until released one by one (or aborted), recording each request's URL. */
+class HeldFetch {
+  readonly urls: string[] = [];
+  readonly #held: Array<(response: Response) => void> = [];
+
+  get held(): number {
+    return this.#held.length;
+  }
+
+  /** Answer the oldest held request with OK. */
+  answerOne(): void {
+    this.#held.shift()?.(OK());
+  }
+
+  readonly fetch = ((input: RequestInfo | URL, init?: RequestInit) =>
+    new Promise<Response>((resolve, reject) => {
+      this.urls.push(String(input));
+      const signal = init?.signal;
+      if (signal?.aborted) return reject(signal.reason);
+      const answer = (response: Response) => resolve(response);
+      this.#held.push(answer);
+      signal?.addEventListener("abort", () => {
+        this.#held.splice(this.#held.indexOf(answer), 1);
+        reject(signal.reason);
+      }, { once: true });
+    })) as typeof fetch;
+}
+
+/** Let queued promise callbacks run (no timers involved). */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+test("maxCallbacksPerService: past the bound a call fails at once without a request; other services still go through", async () => {
+  const held = new HeldFetch();
+  const refusals: CallbackName[] = [];
+  const client = new ServiceClient({
+    timeout: 60,
+    tries: 3,
+    wait: 1,
+    rateLimitResetHeaderNames: [],
+    maxCallbacksPerService: 2,
+    fetch: held.fetch,
+    onRefused: (callback) => refusals.push(callback),
+  });
+  const first = [client.post(URL_A, {}, "authorizer", { service: "A" }), client.post(URL_A, {}, "authorizer", { service: "A" })];
+  await settle();
+  assert.equal(held.held, 2);
+  const started = Date.now();
+  assert.deepEqual(await client.post(URL_A, {}, "authorizer", { service: "A" }), { ok: false });
+  assert.ok(Date.now() - started < 100, "the refused call did not wait");
+  assert.equal(held.urls.length, 2, "a refused call sends no request");
+  assert.deepEqual(refusals, ["authorizer"]);
+
+  // Another service (by name, or by origin when unnamed) is not affected by A's bound.
+  const other = client.post(URL_A, {}, "authorizer", { service: "B" });
+  const otherOrigin = client.post("http://other.test/auth", {}, "ticket");
+  await settle();
+  assert.equal(held.held, 4);
+  // Unnamed calls are keyed by origin: the path does not matter, the host and port do.
+  const sameOrigin = [client.post("http://other.test/a", {}, "ticket"), client.post("http://other.test/b", {}, "ticket")];
+  assert.deepEqual(await sameOrigin[1], { ok: false });
+  await settle();
+  assert.equal(held.held, 5);
+
+  // Once a call of A ends, A has room again.
+  while (held.held > 0) held.answerOne();
+  await Promise.all([...first, other, otherOrigin, sameOrigin[0]]);
+  const again = client.post(URL_A, {}, "authorizer", { service: "A" });
+  await settle();
+  held.answerOne();
+  assert.equal((await again).ok, true);
+});
+
+test("maxCallbacksPerService counts a call through its retries and waits, not only while a request is out", async () => {
+  const world = setup([status(500)], { maxCallbacksPerService: 1, wait: 10 });
+  const first = world.client.post(URL_A, {}, "on_message");
+  await world.clock.advance(1000); // the first call is now waiting between tries
+  assert.deepEqual(await world.client.post(URL_A, {}, "on_message"), { ok: false });
+  assert.equal(world.fake.calls.length, 1);
+  await world.clock.advance(19_000);
+  assert.deepEqual(await first, { ok: false });
+  assert.equal(world.fake.calls.length, 3);
+});
+
+// ---------------------------------------------------------------- the caller's signal
+
+test("the caller's signal aborts a request in flight: no retry, no other request", async () => {
+  const world = setup(["hang"], { tries: 3 });
+  const controller = new AbortController();
+  let settled: ServiceAnswer | undefined;
+  const pending = world.client.post(URL_A, {}, "authorizer", { signal: controller.signal }).then((a) => (settled = a));
+  await world.clock.advance(0);
+  assert.equal(world.fake.calls.length, 1);
+  controller.abort();
+  await world.clock.advance(0);
+  assert.deepEqual(settled, { ok: false });
+  await pending;
+  await world.clock.advance(60_000);
+  assert.equal(world.fake.calls.length, 1);
+  assert.equal(world.fake.calls[0].init.signal?.aborted, true);
+});
+
+test("the caller's signal ends the wait between tries; an already aborted one sends nothing", async () => {
+  const world = setup([status(500)], { wait: 10 });
+  const controller = new AbortController();
+  let settled: ServiceAnswer | undefined;
+  const pending = world.client.post(URL_A, {}, "on_message", { signal: controller.signal }).then((a) => (settled = a));
+  await world.clock.advance(1000);
+  assert.equal(settled, undefined);
+  controller.abort();
+  await world.clock.advance(0);
+  assert.deepEqual(settled, { ok: false });
+  await pending;
+  assert.equal(world.fake.calls.length, 1);
+  assert.equal(world.clock.pending, 0, "the wait's timer was cleared");
+
+  const aborted = setup([OK]);
+  assert.deepEqual(await aborted.client.post(URL_A, {}, "on_message", { signal: AbortSignal.abort() }), { ok: false });
+  assert.equal(aborted.fake.calls.length, 0);
+});
+
+test("one caller's signal cancels only its own call", async () => {
+  const held = new HeldFetch();
+  const client = new ServiceClient({ timeout: 60, tries: 1, wait: 0, rateLimitResetHeaderNames: [], fetch: held.fetch });
+  const gone = new AbortController();
+  const cancelled = client.post(URL_A, {}, "on_unsubscribe", { signal: gone.signal });
+  const kept = client.post(URL_A, {}, "on_unsubscribe", { signal: new AbortController().signal });
+  await settle();
+  assert.equal(held.held, 2);
+  gone.abort();
+  assert.deepEqual(await cancelled, { ok: false });
+  assert.equal(held.held, 1);
+  held.answerOne();
+  assert.equal((await kept).ok, true);
+});
+
+// ---------------------------------------------------------------- the process-wide fetch budget
+
+test("an attempt's timeout starts when it gets a slot of the fetch budget, not while it queues for one (real clock)", async () => {
+  // A runtime pool of one request at a time, as Bun's pool is of 256: a request queued inside it would see
+  // its timer running. With a budget of one slot the second call waits in Shoal, timer not started.
+  let busy = false;
+  const queued: Array<() => void> = [];
+  const pool = (async (_input: RequestInfo | URL, init?: RequestInit) => {
+    while (busy) await new Promise<void>((resolve) => queued.push(resolve));
+    busy = true;
+    try {
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(resolve, 120);
+        init?.signal?.addEventListener("abort", () => {
+          clearTimeout(timer);
+          reject(init.signal!.reason);
+        }, { once: true });
+      });
+      return OK();
+    } finally {
+      busy = false;
+      queued.shift()?.();
+    }
+  }) as typeof fetch;
+  const client = new ServiceClient({
+    timeout: 0.2,
+    tries: 1,
+    wait: 0,
+    rateLimitResetHeaderNames: [],
+    fetch: pool,
+    slots: new FetchSlots(1),
+  });
+  const answers = await Promise.all([client.post(URL_A, {}, "authorizer"), client.post("http://b.test/", {}, "ticket")]);
+  assert.deepEqual(answers.map((a) => a.ok), [true, true], "the queued call was not timed out by its wait for a slot");
+});
+
+test("a call waiting for a slot of the fetch budget is cancelled by its signal", async () => {
+  const held = new HeldFetch();
+  const slots = new FetchSlots(1);
+  const client = new ServiceClient({ timeout: 60, tries: 1, wait: 0, rateLimitResetHeaderNames: [], fetch: held.fetch, slots });
+  const first = client.post(URL_A, {}, "authorizer");
+  const gone = new AbortController();
+  const waiting = client.post("http://b.test/", {}, "authorizer", { signal: gone.signal });
+  await settle();
+  assert.equal(slots.waiting, 1);
+  gone.abort();
+  assert.deepEqual(await waiting, { ok: false });
+  assert.equal(slots.waiting, 0);
+  assert.deepEqual(held.urls, [URL_A]);
+  held.answerOne();
+  await first;
+  assert.equal(slots.used, 0);
+});
+
+// ---------------------------------------------------------------- abandoned (for the shutdown report)
+
+test("abandoned counts calls that ended without an answer: failed, refused or cancelled", async () => {
+  const held = new HeldFetch();
+  const shutdown = new AbortController();
+  const client = new ServiceClient({
+    timeout: 60,
+    tries: 1,
+    wait: 0,
+    rateLimitResetHeaderNames: [],
+    maxCallbacksPerService: 2,
+    fetch: held.fetch,
+    signal: shutdown.signal,
+  });
+  assert.equal(client.abandoned, 0);
+  const answered = client.post(URL_A, {}, "on_subscribe");
+  await settle();
+  held.answerOne();
+  assert.equal((await answered).ok, true);
+  assert.equal(client.abandoned, 0, "an answered call is not abandoned");
+
+  const gone = new AbortController();
+  const cancelled = client.post(URL_A, {}, "on_unsubscribe", { signal: gone.signal });
+  const atShutdown = client.post(URL_A, {}, "on_unsubscribe");
+  await settle();
+  assert.deepEqual(await client.post(URL_A, {}, "on_unsubscribe"), { ok: false }); // refused by the bound
+  assert.equal(client.abandoned, 1);
+  gone.abort();
+  await cancelled;
+  assert.equal(client.abandoned, 2);
+  shutdown.abort();
+  await atShutdown;
+  assert.equal(client.abandoned, 3);
+
+  const failing = setup([status(500)], { tries: 1 });
+  await postAfter(failing, 0);
+  assert.equal(failing.client.abandoned, 1);
+});
+
+test("a cancelled call logs nothing at warn level; a refused burst logs one line; a redirect one per try", async () => {
+  const records: LogRecord[] = [];
+  await configure({
+    reset: true,
+    sinks: { memory: (record) => records.push(record) },
+    loggers: [{ category: ["shoal"], lowestLevel: "info", sinks: ["memory"] }, { category: ["logtape", "meta"], lowestLevel: "error", sinks: [] }],
+  });
+  try {
+    const warnings = () => records.filter((r) => r.level === "warning").map((r) => r.message.join(""));
+    const world = setup(["hang"], { tries: 3, maxCallbacksPerService: 1 });
+    const gone = new AbortController();
+    const cancelled = world.client.post(URL_A, {}, "on_unsubscribe", { signal: gone.signal });
+    await world.clock.advance(0);
+    for (let i = 0; i < 5; i++) assert.deepEqual(await world.client.post(URL_A, {}, "on_unsubscribe"), { ok: false });
+    assert.deepEqual(warnings(), ["too many callbacks in flight to one service; refusing more"]);
+    records.length = 0;
+    gone.abort();
+    assert.deepEqual(await cancelled, { ok: false });
+    assert.deepEqual(warnings(), []);
+
+    const redirected = setup([status(307, { location: "http://elsewhere.test/" })], { tries: 2, wait: 0 });
+    await postAfter(redirected, 0, { ticket: "t" }, "ticket");
+    assert.deepEqual(warnings(), ["service answered a redirect (not followed)", "service answered a redirect (not followed)"]);
+    assert.equal(records.find((r) => r.level === "warning")?.properties.status, 307);
+  } finally {
+    await reset();
+  }
 });

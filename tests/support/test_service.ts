@@ -13,7 +13,18 @@ export type ServiceReply =
     readonly contentType?: string;
     readonly headers?: Readonly<Record<string, string>>;
   }
-  | { readonly delayMs: number; readonly reply: ServiceReply };
+  | { readonly delayMs: number; readonly reply: ServiceReply }
+  | LargeReply;
+
+/**
+ * A 200 `application/json` answer of `bytes` bytes (`{"status":"ok","pad":"xxx…"}`, a valid JSON object), or an
+ * endless one that never closes its string, written in 64 KiB chunks as fast as the client reads. With
+ * `contentLength` the size is declared; otherwise the body is chunked.
+ */
+export interface LargeReply {
+  readonly bytes: number | "endless";
+  readonly contentLength?: boolean;
+}
 
 /** A request the service received. */
 export interface ServiceRequest {
@@ -39,6 +50,8 @@ interface Waiter {
  */
 export class TestService {
   readonly requests: ServiceRequest[] = [];
+  /** Paths whose large answer the client cut off before its end (it closed the connection), in order. */
+  readonly cutShort: string[] = [];
   readonly #server: Server;
   readonly #port: number;
   readonly #replies = new Map<string, ServiceReply[]>();
@@ -163,6 +176,35 @@ export class TestService {
     });
   }
 
+  /** Write a large or endless answer, waiting for the client to read (drain) and stopping when it goes away. */
+  #large(res: ServerResponse, reply: LargeReply): void {
+    const path = new URL(res.req.url ?? "/", "http://test").pathname;
+    const total = reply.bytes === "endless" ? Infinity : Math.max(reply.bytes, LARGE_HEAD.length + LARGE_TAIL.length);
+    const headers: Record<string, string | number> = { "content-type": "application/json" };
+    if (reply.contentLength && total !== Infinity) headers["content-length"] = total;
+    res.writeHead(200, headers);
+    res.write(LARGE_HEAD);
+    let left = total - LARGE_HEAD.length - LARGE_TAIL.length;
+    let done = false;
+    res.on("close", () => {
+      if (!done) this.cutShort.push(path);
+      done = true;
+    });
+    const filler = Buffer.alloc(CHUNK, "x");
+    const pump = (): void => {
+      while (!done && !this.#closed) {
+        if (left <= 0) {
+          done = true;
+          return void res.end(LARGE_TAIL);
+        }
+        const size = Math.min(CHUNK, left);
+        left -= size;
+        if (!res.write(size === CHUNK ? filler : filler.subarray(0, size))) return void res.once("drain", pump);
+      }
+    };
+    pump();
+  }
+
   #nextReply(path: string): ServiceReply | undefined {
     const queue = this.#replies.get(path);
     if (!queue) return undefined;
@@ -183,6 +225,7 @@ export class TestService {
       this.#timers.add(timer);
       return;
     }
+    if (isLarge(reply)) return this.#large(res, reply);
     if (isHttp(reply)) {
       res.writeHead(reply.http, { "content-type": reply.contentType ?? "application/json", ...reply.headers });
       return void res.end(reply.body ?? "");
@@ -190,6 +233,17 @@ export class TestService {
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify(reply));
   }
+}
+
+const CHUNK = 64 * 1024;
+
+/** The opening and closing of a large answer; the padding goes in between. */
+const LARGE_HEAD = '{"status":"ok","pad":"';
+const LARGE_TAIL = '"}';
+
+function isLarge(reply: ServiceReply): reply is LargeReply {
+  const bytes = (reply as { bytes?: unknown }).bytes;
+  return typeof bytes === "number" || bytes === "endless";
 }
 
 function isDelayed(reply: ServiceReply): reply is { readonly delayMs: number; readonly reply: ServiceReply } {
