@@ -91,10 +91,13 @@ export class Router {
     this.#onFatal = options.onFatal;
     this.services = options.services ?? new ServiceClient({
       ...options.config.http,
+      maxResponseBytes: options.config.http.maxResponseBytes,
+      maxCallbacksPerService: options.config.limits.maxCallbacksPerService,
       fetch: options.fetch,
       clock: this.clock,
       signal: this.#shutdown.signal,
       observe: (callback, outcome, seconds) => this.observer.callback?.(callback, outcome, seconds),
+      onRefused: () => this.observer.refused?.("callbacks"),
     });
     this.hub = new Hub(options.broker, { clock: this.clock, observer: this.observer });
   }
