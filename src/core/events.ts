@@ -9,6 +9,9 @@ import type { Session } from "./session.ts";
 import { NO_FIELDS, Subscription } from "./subscription.ts";
 
 type Fields = Readonly<Record<string, unknown>>;
+
+/** The key of the ticket endpoint's `limits.maxCallbacksPerService` bound (no service name has a dot). */
+const TICKET_SERVICE = "authentication.ticket";
 type Handler = (router: Router, session: Session, fields: Fields) => Promise<void>;
 
 /** The client events that reach a handler (ping is answered by the session itself). */
@@ -25,7 +28,10 @@ async function auth(router: Router, session: Session, fields: Fields): Promise<v
   const ticketConfig = router.config.authentication.ticket;
   if (method !== "ticket" || !ticketConfig) throw new EventError(Errors.authUnsupported);
   if (!truthy(fields.ticket)) throw new EventError(Errors.needsTicket);
-  const answer = await router.services.post(ticketConfig.validationUrl, { ticket: fields.ticket }, "ticket");
+  const answer = await router.services.post(ticketConfig.validationUrl, { ticket: fields.ticket }, "ticket", {
+    service: TICKET_SERVICE,
+    signal: session.signal,
+  });
   if (!answer.ok) throw new EventError(Errors.serviceUnavailable);
   if (answer.body.status !== "ok") {
     // The service's error data is deliberately not forwarded for auth (as SocketShark).
@@ -63,7 +69,7 @@ async function subscribe(router: Router, session: Session, fields: Fields): Prom
 
   const subscription = new Subscription(router, session, { name, serviceName, service, extra, extraKey });
   if (service.authorizer) {
-    const answer = await router.services.post(service.authorizer, subscription.body(), "authorizer");
+    const answer = await router.services.post(service.authorizer, subscription.body(), "authorizer", subscription.callOptions);
     failUnlessOk(answer, Errors.unauthorized, extra);
     subscription.storeAuthorizerFields(answer.body);
   }
@@ -80,7 +86,12 @@ async function subscribe(router: Router, session: Session, fields: Fields): Prom
 
   let answer: Fields = { status: "ok" };
   if (service.beforeSubscribe) {
-    const reply = await router.services.post(service.beforeSubscribe, subscription.body(), "before_subscribe");
+    const reply = await router.services.post(
+      service.beforeSubscribe,
+      subscription.body(),
+      "before_subscribe",
+      subscription.callOptions,
+    );
     if (!reply.ok || reply.body.status !== "ok") {
       // Decision 2: roll the provisional registration back, buffered messages included.
       removeSubscription(router, session, subscription);
@@ -95,7 +106,9 @@ async function subscribe(router: Router, session: Session, fields: Fields): Prom
   }
   subscription.activate();
 
-  if (service.onSubscribe) await router.services.post(service.onSubscribe, subscription.body(), "on_subscribe");
+  if (service.onSubscribe) {
+    await router.services.post(service.onSubscribe, subscription.body(), "on_subscribe", subscription.callOptions);
+  }
 }
 
 /** `message` (SocketShark §2.6): forwarded to `on_message`; a reply only when the service gives `data`. */
@@ -105,7 +118,7 @@ async function message(router: Router, session: Session, fields: Fields): Promis
   if (!subscription?.active) throw new EventError(Errors.subscriptionNotFound, { extra: pickExtra(service, fields) });
   if (!service.onMessage) return;
   const body = { ...subscription.body(), data: Object.hasOwn(fields, "data") ? fields.data : null };
-  const answer = await router.services.post(service.onMessage, body, "on_message");
+  const answer = await router.services.post(service.onMessage, body, "on_message", subscription.callOptions);
   failUnlessOk(answer, Errors.unhandledException, subscription.extra);
   const reply = answer.body;
   if (Object.hasOwn(reply, "data")) {
@@ -120,13 +133,20 @@ async function unsubscribe(router: Router, session: Session, fields: Fields): Pr
   if (!subscription?.active) throw new EventError(Errors.subscriptionNotFound, { extra: pickExtra(service, fields) });
   let data: unknown;
   if (service.beforeUnsubscribe) {
-    const answer = await router.services.post(service.beforeUnsubscribe, subscription.body(), "before_unsubscribe");
+    const answer = await router.services.post(
+      service.beforeUnsubscribe,
+      subscription.body(),
+      "before_unsubscribe",
+      subscription.callOptions,
+    );
     failUnlessOk(answer, Errors.unhandledException, subscription.extra);
     data = answer.body.data;
   }
   removeSubscription(router, session, subscription);
   session.send(okFrame("unsubscribe", { extra: subscription.extra, data, subscription: name }));
-  if (service.onUnsubscribe) await router.services.post(service.onUnsubscribe, subscription.body(), "on_unsubscribe");
+  if (service.onUnsubscribe) {
+    await router.services.post(service.onUnsubscribe, subscription.body(), "on_unsubscribe", subscription.callOptions);
+  }
 }
 
 /** Take a subscription out of the session and the hub and stop its timers. Idempotent. */
@@ -142,12 +162,16 @@ export function removeSubscription(router: Router, session: Session, subscriptio
  */
 export async function unsubscribeCallbacks(router: Router, subscription: Subscription): Promise<unknown> {
   const { service } = subscription;
+  // Not cancelled when the client goes: these are how the service learns that it went.
+  const options = { service: subscription.serviceName };
   let data: unknown;
   if (service.beforeUnsubscribe) {
-    const answer = await router.services.post(service.beforeUnsubscribe, subscription.body(), "before_unsubscribe");
+    const answer = await router.services.post(service.beforeUnsubscribe, subscription.body(), "before_unsubscribe", options);
     if (answer.ok) data = answer.body.data;
   }
-  if (service.onUnsubscribe) await router.services.post(service.onUnsubscribe, subscription.body(), "on_unsubscribe");
+  if (service.onUnsubscribe) {
+    await router.services.post(service.onUnsubscribe, subscription.body(), "on_unsubscribe", options);
+  }
   return data;
 }
 

@@ -10,6 +10,9 @@ import { Session, type Transport } from "./session.ts";
 
 const log = getLogger(["shoal", "router"]);
 
+/** How long cancelled callbacks get to settle after the drain timeout, milliseconds. */
+const SETTLE_MS = 1000;
+
 /** Why a limit refused a connection, a frame, an event or a callback: the `reason` label of the refusal metric. */
 export const REFUSAL_REASONS = [
   "bad_upgrade",
@@ -159,7 +162,9 @@ export class Router {
   }
 
   async #stop(): Promise<void> {
-    log.info("shutting down", { sessions: this.#sessions.size });
+    const sessions = this.#sessions.size;
+    const abandonedBefore = this.services.abandoned;
+    log.info("shutting down", { sessions });
     this.observer.ready?.(false);
     const drained = Promise.all([...this.#sessions].map((s) => s.close(CloseCodes.normal)));
     let timer: unknown;
@@ -171,9 +176,17 @@ export class Router {
     if (outcome === "timeout") {
       log.warn("drain timeout; cancelling remaining callbacks", { sessions: this.#sessions.size });
       this.#shutdown.abort();
+      // Cancelled calls settle at once; give them a moment so the count below includes them.
+      let settle: unknown;
+      await Promise.race([drained, new Promise<void>((resolve) => (settle = this.clock.setTimeout(() => resolve(), SETTLE_MS)))]);
+      this.clock.clearTimeout(settle);
     }
     await this.broker.close();
-    log.info("done");
+    // Said plainly: unsubscribe callbacks that never got an answer (failed, refused, or cut by the drain timeout).
+    const undelivered = this.services.abandoned - abandonedBefore;
+    const summary = { sessions, sessions_left: this.#sessions.size, callbacks_not_delivered: undelivered };
+    if (undelivered > 0 || outcome === "timeout") log.warn("done, with callbacks not delivered", summary);
+    else log.info("done", summary);
   }
 
   #brokerStatus(status: BrokerStatus): void {

@@ -6,6 +6,7 @@ import { messageFrame } from "../protocol/frames.ts";
 import { pyEquals } from "../protocol/pyvalues.ts";
 import { isoTimestamp } from "./clock.ts";
 import { Delivery, type Verdict } from "./delivery.ts";
+import type { PostOptions } from "../services/service_client.ts";
 import type { Router } from "./router.ts";
 import type { Session } from "./session.ts";
 
@@ -85,6 +86,14 @@ export class Subscription {
     const changed = !pyEquals(fields ?? NO_FIELDS, this.#authorizerFields);
     this.#authorizerFields = fields ?? NO_FIELDS;
     return changed;
+  }
+
+  /**
+   * The options of this subscription's callbacks made for its client: bounded per service, and cancelled when
+   * the client goes (teardown's own unsubscribe callbacks are not: see `unsubscribeCallbacks`).
+   */
+  get callOptions(): PostOptions {
+    return { service: this.serviceName, signal: this.session.signal };
   }
 
   /** The body every callback of this subscription gets (SocketShark §3.2): later keys override earlier ones. */
@@ -224,14 +233,19 @@ export class Subscription {
   /** Periodic re-authorization (SocketShark §6.2 with decisions 3 and 6). */
   async #renew(): Promise<void> {
     const services = this.#router.services;
-    const answer = await services.post(this.service.authorizer!, this.body(), "authorizer");
+    const answer = await services.post(this.service.authorizer!, this.body(), "authorizer", this.callOptions);
     if (this.#state !== "active") return;
     if (!answer.ok) return this.session.revoke(this, Errors.serviceUnavailable);
     if (answer.body.status !== "ok") {
       return this.session.revoke(this, Object.hasOwn(answer.body, "error") ? answer.body.error : Errors.unauthorized);
     }
     if (this.storeAuthorizerFields(answer.body) && this.service.onAuthorizationChange) {
-      const change = await services.post(this.service.onAuthorizationChange, this.body(), "on_authorization_change");
+      const change = await services.post(
+        this.service.onAuthorizationChange,
+        this.body(),
+        "on_authorization_change",
+        this.callOptions,
+      );
       if (this.#state !== "active") return;
       if (!change.ok) return this.session.revoke(this, Errors.serviceUnavailable);
       if (change.body.status !== "ok") {
@@ -252,7 +266,7 @@ export class Subscription {
   }
 
   async #beat(): Promise<void> {
-    const answer = await this.#router.services.post(this.service.onHeartbeat!, this.body(), "on_heartbeat");
+    const answer = await this.#router.services.post(this.service.onHeartbeat!, this.body(), "on_heartbeat", this.callOptions);
     if (this.#state !== "active") return;
     if (!answer.ok || answer.body.status !== "ok") {
       log.warn("error sending heartbeat to service", { session: this.session.id, subscription: this.name });

@@ -140,3 +140,24 @@ test("limits: queued bytes are released as events run, so a steady client is nev
   assert.equal(c.transport.closed, undefined);
   assert.equal(h.services.bodies(ON_MSG).length, 50);
 });
+
+test("departure: a client gone while its callback hangs is released at once; its teardown callbacks still run", async () => {
+  const ON_UNSUB = "http://svc.test/on_unsubscribe";
+  const h = await new Harness({
+    services: { slow: { requireAuthentication: false, onMessage: ON_MSG, onUnsubscribe: ON_UNSUB } },
+  }, { http: { timeout: 3600, tries: 3 } }).start();
+  h.services.on(ON_MSG, { hang: true }).on(ON_UNSUB, { status: "ok" });
+  const c = h.connect();
+  await c.call({ event: "subscribe", subscription: "slow.a" });
+  c.session.receive(JSON.stringify({ event: "message", subscription: "slow.a", data: 1 }));
+  await flush();
+  assert.equal(h.services.bodies(ON_MSG).length, 1, "the callback is in flight");
+  const done = c.session.disconnected();
+  assert.equal(h.router.hub.channelCount, 0, "out of the hub at once: nothing more is delivered to it");
+  await h.publish({ subscription: "slow.a", data: "late" });
+  await done; // no clock advance: the hanging call was aborted, not timed out
+  assert.equal(h.router.sessionCount, 0);
+  assert.equal(h.services.bodies(ON_MSG).length, 1, "an aborted call is not retried");
+  assert.deepEqual(h.services.bodies(ON_UNSUB), [{ subscription: "slow.a" }]);
+  assert.deepEqual(c.take().filter((f) => f.event === "message"), []);
+});

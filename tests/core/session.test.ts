@@ -292,7 +292,8 @@ test("shutdown: a callback that hangs past shutdown.drainTimeout is cancelled", 
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "slow.x" });
   const stopping = h.router.shutdown();
-  await h.clock.advance(1000);
+  await h.clock.advance(1000); // the drain timeout
+  await h.clock.advance(1000); // then a moment for the cancelled calls to settle
   await stopping;
   assert.equal(h.router.ready, false);
 });

@@ -89,3 +89,57 @@ test("hardening: a service answer nested 100,000 deep is a failed call (Service 
   assert.deepEqual(await client.next(), { event: "auth", status: "error", error: "Service unavailable." });
   await assertServing(shoal);
 });
+
+test("hardening: a client that leaves while its callback hangs is released at once, with its unsubscribe callbacks", async () => {
+  await using service = await TestService.start();
+  service.on("/on_message", { delayMs: 30_000, reply: { status: "ok" } });
+  service.on("/on_unsubscribe", { status: "ok" });
+  await using shoal = await ShoalProcess.start({
+    services: {
+      slow: {
+        requireAuthentication: false,
+        onMessage: service.url("/on_message"),
+        onUnsubscribe: service.url("/on_unsubscribe"),
+      },
+    },
+    http: { timeout: 60, tries: 3 },
+    metrics: { prometheus: {} },
+  });
+  const client = await WsClient.connect(shoal.url);
+  client.send({ event: "subscribe", subscription: "slow.a" });
+  assert.equal((await client.next()).status, "ok");
+  client.send({ event: "message", subscription: "slow.a", data: 1 });
+  await service.waitFor("/on_message", 1);
+  const left = Date.now();
+  await client.close();
+  await service.waitFor("/on_unsubscribe", 1, 5000);
+  await shoal.waitForLog((l) => l.message === "connection closed", 5000);
+  assert.ok(Date.now() - left < 5000, "released long before the 30 s answer or the 60 s timeout");
+  const metrics = await (await fetch(`${shoal.httpUrl}/metrics`)).text();
+  assert.match(metrics, /^shoal_connection_count 0$/m);
+  assert.equal(service.requestsTo("/on_message").length, 1, "the cancelled call is not retried");
+  await assertServing(shoal);
+});
+
+test("hardening: shutdown says how many unsubscribe callbacks it could not deliver", async () => {
+  await using service = await TestService.start();
+  service.on("/before_unsubscribe", { delayMs: 30_000, reply: { status: "ok" } });
+  await using shoal = await ShoalProcess.start({
+    services: { slow: { requireAuthentication: false, beforeUnsubscribe: service.url("/before_unsubscribe") } },
+    shutdown: { drainTimeout: 1 },
+    http: { timeout: 60 },
+  });
+  const clients = [];
+  for (let i = 0; i < 3; i++) {
+    const client = await WsClient.connect(shoal.url);
+    client.send({ event: "subscribe", subscription: `slow.${i}` });
+    assert.equal((await client.next()).status, "ok");
+    clients.push(client);
+  }
+  assert.equal(await shoal.stop("SIGTERM", 10_000), 0);
+  const done = shoal.logsWith("done, with callbacks not delivered");
+  assert.equal(done.length, 1, shoal.describe());
+  assert.equal(done[0].callbacks_not_delivered, 3);
+  assert.equal(done[0].sessions, 3);
+  assert.equal(shoal.logsWith("done").length, 0, "never a plain done when something was lost");
+});
