@@ -37,7 +37,13 @@ export class ScriptedFetch {
     if (!queue || queue.length === 0) throw new TypeError(`fetch failed: nothing scripted for ${url}`);
     let reply = queue.length > 1 ? queue.shift()! : queue[0];
     while ("after" in reply && reply.after instanceof Promise) {
-      await reply.after;
+      // As a real fetch does, an abort ends the wait with the signal's reason.
+      const signal = init?.signal;
+      signal?.throwIfAborted();
+      await Promise.race([
+        reply.after,
+        new Promise((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason), { once: true })),
+      ]);
       reply = reply.reply as Reply;
     }
     if ("fail" in reply && reply.fail === "network") throw new TypeError("fetch failed: connection refused");
