@@ -843,6 +843,26 @@ const MAX_DEPTH = 128;
 const MAX_EVENT_LENGTH = 40;
 const PROTOCOL_KEYS = new Set(["event", "status", "error", "data", "subscription"]);
 
+/** Error texts Shoal itself writes (the spec's, E5's and the README's limits): the rest come from services. */
+const SHOAL_ERRORS = new Set([
+  INVALID_EVENT,
+  "Unhandled exception.",
+  "Event not found.",
+  "Service unavailable.",
+  "Authentication method unsupported.",
+  "Unauthorized.",
+  "Must specify ticket.",
+  "Authentication failed.",
+  "Authentication required.",
+  "Invalid subscription format.",
+  "Invalid service.",
+  "Already subscribed.",
+  "Subscription does not exist.",
+  "Too many subscriptions.",
+  "Rate limit exceeded.",
+  "Extra fields too large.",
+]);
+
 /** What one connection holds, as far as its answers tell. */
 export interface ConnectionModel {
   authed: boolean;
@@ -1483,7 +1503,9 @@ async function readBatch(
         });
       } else {
         segment.push({ kind: "reply", frame: reply });
-        const error = typeof reply.error === "string" && reply.error.endsWith(".") ? reply.error : "(service error)";
+        const error = typeof reply.error === "string" && SHOAL_ERRORS.has(reply.error)
+          ? reply.error
+          : "(service error)";
         stats.add(`replies.${reply.status === "ok" ? "ok" : error}`);
       }
     }
