@@ -40,7 +40,6 @@ const USAGE = `Usage: bun run bench/fuzz.ts [options]
   --clients N        subscribers in the publish part of a round (default 4)
   --batches N        publish batches per round (default 15)
   --slow             service answers slower than the HTTP timeout, too (each costs its connection ~0.6 s)
-  --proto-fields     also fuzz the service whose fields are named __proto__ and constructor (a known failure)
   --binary PATH      the compiled server for the binary target (default: env SHOAL_BINARY, else built into a
                      temporary directory with bun build --compile)
   --json PATH        also write the results as JSON
@@ -72,7 +71,6 @@ function parseCli() {
       clients: { type: "string", default: "4" },
       batches: { type: "string", default: "15" },
       slow: { type: "boolean", default: false },
-      "proto-fields": { type: "boolean", default: false },
       binary: { type: "string" },
       json: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
@@ -102,7 +100,6 @@ function parseCli() {
     clients: Math.floor(number("clients", values.clients)),
     batches: Math.floor(number("batches", values.batches)),
     slow: values.slow,
-    protoFields: values["proto-fields"],
     binary: values.binary ?? process.env.SHOAL_BINARY,
     json: values.json,
   };
@@ -127,7 +124,7 @@ async function fuzzTarget(
   service: TestService,
   env: Record<string, string>,
 ): Promise<TargetResult> {
-  const world = fuzzWorld({ service, redisUrl: redis.url, protoFields: options.protoFields });
+  const world = fuzzWorld({ service, redisUrl: redis.url });
   const result: TargetResult = {
     target,
     rounds: 0,

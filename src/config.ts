@@ -64,11 +64,22 @@ const ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/(?:\*\.)?[^/*?#@\s]+$/i;
 
 const url = (what: string) =>
   v.pipe(v.string(`${what} must be a URL string`), v.url(`${what} must be an absolute URL`));
-const fieldList = (what: string) =>
+/**
+ * Names that are not plain keys in JavaScript: assigning `__proto__` replaces an object's prototype, and validation
+ * drops all three from parsed objects. A field so named could never be echoed or matched, so none may be configured.
+ */
+export const UNSAFE_FIELDS: readonly string[] = ["__proto__", "constructor", "prototype"];
+
+/** A list of field names: none of `UNSAFE_FIELDS`, and with `reserved`, none of the protocol keys either. */
+const fieldList = (what: string, reserved = true) =>
   v.pipe(
     v.array(v.string(), `${what} must be a list of field names`),
     v.check(
-      (names) => !names.some((n) => RESERVED_FIELDS.includes(n)),
+      (names) => !names.some((n) => UNSAFE_FIELDS.includes(n)),
+      `${what} must not name ${UNSAFE_FIELDS.join(", ")} (not plain keys in JavaScript)`,
+    ),
+    v.check(
+      (names) => !reserved || !names.some((n) => RESERVED_FIELDS.includes(n)),
       `${what} must not name a protocol key (${RESERVED_FIELDS.join(", ")})`,
     ),
   );
@@ -77,7 +88,7 @@ const ServiceSchema = v.pipe(
   v.strictObject({
     requireAuthentication: v.optional(v.boolean(), DEFAULTS.service.requireAuthentication),
     authorizer: v.optional(url("authorizer")),
-    authorizerFields: v.optional(v.array(v.string()), []),
+    authorizerFields: v.optional(fieldList("authorizerFields", false), []),
     authorizationRenewalPeriod: v.optional(positiveSeconds("authorizationRenewalPeriod")),
     authorizationRenewalJitter: v.optional(seconds("authorizationRenewalJitter"), DEFAULTS.service.authorizationRenewalJitter),
     extraFields: v.optional(fieldList("extraFields"), []),
@@ -214,7 +225,7 @@ const ConfigSchema = v.strictObject({
       ticket: v.optional(
         v.strictObject({
           validationUrl: url("validationUrl"),
-          authFields: v.optional(v.array(v.string()), []),
+          authFields: v.optional(fieldList("authFields", false), []),
         }),
       ),
     }),

@@ -247,6 +247,21 @@ test("parseConfig: a config that is not an object is refused", () => {
   oneProblemAt({ ws: null }, "ws");
 });
 
+test("parseConfig: no field list may name __proto__, constructor or prototype (not plain keys in JavaScript)", () => {
+  for (const name of ["__proto__", "constructor", "prototype"]) {
+    for (const key of ["extraFields", "filterFields", "authorizerFields"]) {
+      const problem = oneProblemAt({ services: { s: { [key]: ["ok", name] } } }, `services.s.${key}`);
+      assert.match(problem, /must not name __proto__, constructor, prototype/);
+    }
+    oneProblemAt(
+      { authentication: { ticket: { validationUrl: URL_A, authFields: [name] } } },
+      "authentication.ticket.authFields",
+    );
+  }
+  // Protocol keys stay allowed where they were (authorizer and auth fields).
+  assert.deepEqual(parseConfig({ services: { s: { authorizerFields: ["data"] } } }).services.s.authorizerFields, ["data"]);
+});
+
 test("parseConfig: the limits of a public endpoint are validated, naming the key", () => {
   oneProblemAt({ limits: { maxConnections: -1 } }, "limits.maxConnections");
   oneProblemAt({ limits: { maxSubscriptionsPerConnection: 0 } }, "limits.maxSubscriptionsPerConnection");

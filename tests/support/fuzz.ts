@@ -313,18 +313,11 @@ export interface FuzzWorld {
   readonly maxExtraFieldsBytes: number;
   readonly publishToken: string;
   readonly publishMaxBytes: number;
-  readonly protoFields: boolean;
 }
 
 export interface WorldOptions {
   readonly service: TestService;
   readonly redisUrl: string;
-  /**
-   * Also fuzz the `proto` service, whose extra and filter fields are named `__proto__` and `constructor`. Off by
-   * default: Shoal drops those keys from client frames and published messages (see the fuzz test that says so),
-   * which would fail every run.
-   */
-  readonly protoFields?: boolean;
 }
 
 const MAX_SUBSCRIPTIONS = 6;
@@ -376,8 +369,6 @@ export function fuzzWorld(options: WorldOptions): FuzzWorld {
     msg: { requireAuthentication: false, extraFields: ["x"], ...callbacks("msg", ["onMessage"]) },
     // Authentication required, no callbacks.
     locked: {},
-    // Field names that are properties of every JS object.
-    proto: { requireAuthentication: false, extraFields: ["__proto__", "constructor"], filterFields: ["__proto__"] },
   };
   const config = {
     authentication: { ticket: { validationUrl: url("/ticket"), authFields: ["user_id", "session_id"] } },
@@ -402,7 +393,7 @@ export function fuzzWorld(options: WorldOptions): FuzzWorld {
     };
   }
   const topics = ["a", "b", "a.b", "\u00e9", "\ud83d\ude00", "\ufffd"];
-  const fuzzed = Object.keys(services).filter((s) => options.protoFields || s !== "proto");
+  const fuzzed = Object.keys(services);
   const names = [
     ...fuzzed.flatMap((s) => topics.map((t) => `${s}.${t}`)),
     "",
@@ -436,7 +427,6 @@ export function fuzzWorld(options: WorldOptions): FuzzWorld {
     maxExtraFieldsBytes: 16 * 1024,
     publishToken: PUBLISH_TOKEN,
     publishMaxBytes: 65536,
-    protoFields: options.protoFields ?? false,
   };
 }
 
@@ -1762,7 +1752,6 @@ const PUBLISH_NAMES = [
   "open.\ufffd",
   "open.x y",
   `open.${"z".repeat(1000)}`,
-  "proto.a",
 ];
 
 export interface PublishFuzzOptions {
@@ -1831,17 +1820,13 @@ async function subscribeClient(
 ): Promise<Subscriber> {
   const client = await RawWsClient.connect(options.shoal.url);
   const s: Subscriber = { client, index, subs: new Map(), required: new Map(), optional: new Map(), denied: new Map() };
-  const wanted = ["open.marker", ...publishNames(options.world).filter(() => rng.chance(0.5))].slice(
+  const wanted = ["open.marker", ...PUBLISH_NAMES.filter(() => rng.chance(0.5))].slice(
     0,
     options.world.maxSubscriptions,
   );
   for (const name of wanted) await subscribeOne(options, s, name, rng, violations);
   options.trace?.(`client ${index} holds ${JSON.stringify([...s.subs].map(([n, e]) => `${clip(n, 20)} ${canon(e)}`))}`);
   return s;
-}
-
-function publishNames(world: FuzzWorld): string[] {
-  return PUBLISH_NAMES.filter((n) => world.protoFields || !n.startsWith("proto."));
 }
 
 /** Subscribe `s` to `name` with random extra fields; the answer must be the ok with them echoed. */
@@ -1854,9 +1839,7 @@ async function subscribeOne(
 ): Promise<void> {
   // Sent as written (1e400 stays 1e400 on the wire); the model holds what a JSON parser makes of it.
   const entries: [string, Json][] = [["event", "subscribe"], ["subscription", name]];
-  if (name.startsWith("proto.")) {
-    if (rng.chance(0.7)) entries.push(["__proto__", rng.pick<Json>(["p", 1, obj({ p: 1 }), null])]);
-  } else if (name !== "open.marker" && rng.chance(0.6)) {
+  if (name !== "open.marker" && rng.chance(0.6)) {
     entries.push([
       "v",
       rng.pick<Json>(["s1", "s2", 1, true, null, new RawJson("1e400"), new RawJson("-0"), obj({ k: [1] })]),
@@ -1913,7 +1896,7 @@ async function churn(
       }
       if (reply instanceof Error || reply.status === "ok") s.subs.delete(name);
     }
-    const free = publishNames(options.world).filter((n) => !s.subs.has(n));
+    const free = PUBLISH_NAMES.filter((n) => !s.subs.has(n));
     if (free.length > 0 && s.subs.size < options.world.maxSubscriptions && rng.chance(0.4)) {
       await subscribeOne(options, s, rng.pick(free), rng, violations);
     }
@@ -1940,7 +1923,7 @@ type Publication =
 
 /** One hostile or ordinary publication, with what the contract makes of it. */
 function publication(rng: Rng, world: FuzzWorld): Publication {
-  const names = publishNames(world);
+  const names = PUBLISH_NAMES;
   const name = () =>
     rng.chance(0.85)
       ? rng.pick(names)
