@@ -48,8 +48,20 @@ export const DEFAULTS = {
   shutdown: { drainTimeout: 10 },
 } as const;
 
-/** Keys of client and published messages that an extra or filter field must not overwrite (decision 10). */
-export const RESERVED_FIELDS: readonly string[] = ["event", "status", "error", "data", "subscription", "options"];
+/** Keys of client, published and delivered messages that an extra or filter field must not overwrite (decision 10). */
+export const RESERVED_FIELDS: readonly string[] = [
+  "event",
+  "status",
+  "error",
+  "data",
+  "subscription",
+  "options",
+  // Keys of a delivered message: an extra field so named would replace Shoal's value in every frame.
+  "published_at",
+  "received_at",
+  "queue_size",
+  "sent_at",
+];
 
 const seconds = (what: string) => v.pipe(v.number(`${what} must be a number of seconds`), v.finite(), v.minValue(0));
 const positiveSeconds = (what: string) =>

@@ -209,7 +209,7 @@ class ClusterLink implements Link {
 }
 
 /**
- * Redis pub/sub as SocketShark uses it (§4): channel = prefix + subscription name, SUBSCRIBE on the first local
+ * Redis pub/sub as SocketShark uses it (docs/protocol.md §10.1): channel = prefix + subscription name, SUBSCRIBE on the first local
  * subscriber and UNSUBSCRIBE on the last, every channel on each configured Redis (`alt` for migrations). Unlike
  * SocketShark it survives outages (decision 8): node-redis reconnects with backoff and re-subscribes what it had;
  * channels subscribed while disconnected are subscribed when the connection is back; readiness is false meanwhile.

@@ -12,7 +12,7 @@ interface ThrottleState {
 }
 
 /**
- * One subscription's out-of-order and throttle state (SocketShark §5). Order: per `order_key`, only a value
+ * One subscription's out-of-order and throttle state (docs/protocol.md §10.6-§10.7). Order: per `order_key`, only a value
  * strictly greater than the last accepted one passes. Throttle: per `throttle_key`, the first message goes out at
  * once; inside the window the latest message waits and is sent when the window closes.
  */

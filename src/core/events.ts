@@ -22,7 +22,7 @@ export const EVENT_HANDLERS: Readonly<Record<"auth" | "subscribe" | "message" | 
   unsubscribe,
 };
 
-/** `auth` (SocketShark §2.4): ticket validation; a failure keeps the previous identity. */
+/** `auth` (docs/protocol.md §4): ticket validation; a failure keeps the previous identity. */
 async function auth(router: Router, session: Session, fields: Fields): Promise<void> {
   const method = Object.hasOwn(fields, "method") ? fields.method : "ticket";
   const ticketConfig = router.config.authentication.ticket;
@@ -47,13 +47,13 @@ async function auth(router: Router, session: Session, fields: Fields): Promise<v
   session.send(okFrame("auth"));
 }
 
-/** `subscribe` (SocketShark §2.5 with decisions 1 and 2). */
+/** `subscribe` (docs/protocol.md §5.4, with decisions 1 and 2). */
 async function subscribe(router: Router, session: Session, fields: Fields): Promise<void> {
   const { name, serviceName, service } = resolve(router, fields);
   const extra = pickExtra(service, fields);
   // Stored with the subscription, echoed in every message and part of its fan-out topic: bounded (E5).
   const extraKey = extra === NO_FIELDS ? "" : JSON.stringify(extra);
-  if (extraKey.length > router.config.limits.maxExtraFieldsBytes) {
+  if (utf8Exceeds(extraKey, router.config.limits.maxExtraFieldsBytes)) {
     router.observer.refused?.("extra_fields");
     throw new EventError(LimitErrors.extraFieldsTooLarge, { extra });
   }
@@ -100,7 +100,7 @@ async function subscribe(router: Router, session: Session, fields: Fields): Prom
     answer = reply.body;
   }
 
-  // The answer goes through filter, order and throttle; a filtered answer means no OK (SocketShark §2.5 step 10).
+  // The answer goes through filter, order and throttle; a filtered answer means no OK (docs/protocol.md §5.4 step 12).
   if (subscription.admitAnswer(answer, readOptions(answer.options))) {
     session.send(okFrame("subscribe", { extra, data: answer.data, subscription: name }));
   }
@@ -111,7 +111,7 @@ async function subscribe(router: Router, session: Session, fields: Fields): Prom
   }
 }
 
-/** `message` (SocketShark §2.6): forwarded to `on_message`; a reply only when the service gives `data`. */
+/** `message` (docs/protocol.md §6.2): forwarded to `on_message`; a reply only when the service gives `data`. */
 async function message(router: Router, session: Session, fields: Fields): Promise<void> {
   const { name, service } = resolve(router, fields);
   const subscription = session.subscriptions.get(name);
@@ -126,7 +126,7 @@ async function message(router: Router, session: Session, fields: Fields): Promis
   }
 }
 
-/** `unsubscribe` (SocketShark §2.7): a failed `before_unsubscribe` keeps the subscription. */
+/** `unsubscribe` (docs/protocol.md §7.2): a failed `before_unsubscribe` keeps the subscription. */
 async function unsubscribe(router: Router, session: Session, fields: Fields): Promise<void> {
   const { name, service } = resolve(router, fields);
   const subscription = session.subscriptions.get(name);
@@ -144,8 +144,11 @@ async function unsubscribe(router: Router, session: Session, fields: Fields): Pr
   }
   removeSubscription(router, session, subscription);
   session.send(okFrame("unsubscribe", { extra: subscription.extra, data, subscription: name }));
+  // Not cancelled if the client leaves now: the subscription is gone, so its teardown will not tell the service.
   if (service.onUnsubscribe) {
-    await router.services.post(service.onUnsubscribe, subscription.body(), "on_unsubscribe", subscription.callOptions);
+    await router.services.post(service.onUnsubscribe, subscription.body(), "on_unsubscribe", {
+      service: subscription.serviceName,
+    });
   }
 }
 
@@ -158,7 +161,7 @@ export function removeSubscription(router: Router, session: Session, subscriptio
 
 /**
  * `before_unsubscribe` (its verdict ignored) then `on_unsubscribe`, as on disconnect, shutdown and revocation.
- * Returns the `data` of the `before_unsubscribe` answer, which a revocation notice carries (SocketShark §6.2).
+ * Returns the `data` of the `before_unsubscribe` answer, which a revocation notice carries (docs/protocol.md §11.2).
  */
 export async function unsubscribeCallbacks(router: Router, subscription: Subscription): Promise<unknown> {
   const { service } = subscription;

@@ -112,7 +112,7 @@ export class Hub {
     );
   }
 
-  /** Route one broker message to the subscriptions its payload names (SocketShark §4.2). */
+  /** Route one broker message to the subscriptions its payload names (docs/protocol.md §10.4). */
   deliver(message: BrokerMessage): void {
     const members = this.#channels.get(message.channel);
     if (!members) return;

@@ -96,7 +96,7 @@ export class Subscription {
     return { service: this.serviceName, signal: this.session.signal };
   }
 
-  /** The body every callback of this subscription gets (SocketShark §3.2): later keys override earlier ones. */
+  /** The body every callback of this subscription gets (docs/protocol.md §9.1): later keys override earlier ones. */
   body(): Record<string, unknown> {
     return { subscription: this.name, ...this.extra, ...this.#authorizerFields, ...this.session.authInfo };
   }
@@ -212,7 +212,7 @@ export class Subscription {
     this.session.sendText(text);
   }
 
-  /** A message the throttle held: only its data goes out (SocketShark §4.4). */
+  /** A message the throttle held: only its data goes out (docs/protocol.md §10.7). */
   #sendHeld(message: PublishedMessage): void {
     if (this.#state !== "active") return;
     this.#deliver(JSON.stringify(messageFrame(this.name, message.data, {
@@ -230,7 +230,7 @@ export class Subscription {
     }, delay * 1000);
   }
 
-  /** Periodic re-authorization (SocketShark §6.2 with decisions 3 and 6). */
+  /** Periodic re-authorization (docs/protocol.md §11.1, with decisions 3 and 6). */
   async #renew(): Promise<void> {
     const services = this.#router.services;
     const answer = await services.post(this.service.authorizer!, this.body(), "authorizer", this.callOptions);

@@ -1,9 +1,13 @@
 /// <reference types="@types/bun" />
+import { getLogger } from "@logtape/logtape";
 import type { Hono } from "hono";
 import { getBunServer } from "hono/bun";
 import { defineWebSocketHelper, WSContext, type WSContextInit, type WSEvents, type WSReadyState } from "hono/ws";
 import type { Server, ServerWebSocket } from "bun";
-import type { Listener, Runtime, ServeOptions, SocketSupport } from "./runtime.ts";
+import { FdGuard } from "./fd_guard.ts";
+import { CLOSE_WAIT_MS, type Listener, type Runtime, type ServeOptions, type SocketSupport } from "./runtime.ts";
+
+const log = getLogger(["shoal", "runtime"]);
 
 /** A connection's handlers (Shoal's carry an `onPong`) and the one `WSContext` that serves all of its events. */
 interface SocketData {
@@ -92,33 +96,171 @@ const socket: SocketSupport = {
   },
 };
 
-function serve(app: Hono, options: ServeOptions): Listener {
-  const server = Bun.serve({
-    hostname: options.host,
-    port: options.port,
-    ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
-    fetch: app.fetch,
-    websocket: {
+/**
+ * Shoal's listener on Bun. Bun closes a connection whose request head is incomplete after 10-12 s whatever is set
+ * (uWebSockets' fixed HTTP idle timeout, on a 4 s timer), and never closes an idle keep-alive connection; so every
+ * plain HTTP response carries `Connection: close`, and a request must be answered within `handshakeTimeout` of its
+ * head (a slow body gets 408). Bun's accept loop spins at 100 % CPU while the process is out of file descriptors:
+ * an `FdGuard` then stops listening until descriptors are free, and listens again with a new `Bun.serve` on the same
+ * port; connections of the earlier server go on, so a fan-out publish goes to every server that has some.
+ */
+class BunListener implements Listener {
+  readonly port: number;
+  readonly publish: (topic: string, text: string) => void;
+  readonly #app: Hono;
+  readonly #options: ServeOptions;
+  readonly #websocket: typeof websocket;
+  /** Every server with connections; `#listening` (the last, unless paused) accepts new ones. */
+  #servers: Server<SocketData>[] = [];
+  #listening: Server<SocketData> | undefined;
+  readonly #sockets = new Set<Socket>();
+  #onLastSocket: (() => void) | undefined;
+  readonly #guard: FdGuard;
+  #stopped = false;
+
+  constructor(app: Hono, options: ServeOptions) {
+    this.#app = app;
+    this.#options = options;
+    this.#websocket = {
       ...websocket,
-      // Bun closes with 1009 itself past this size.
-      maxPayloadLength: options.maxMessageBytes,
-      // Past this Bun drops frames (send returns 0); Shoal closes the connection before or when that happens.
-      backpressureLimit: options.maxBufferedBytes,
-      closeOnBackpressureLimit: false,
-      // Shoal sends its own pings; Bun's idle timeout would close quiet but healthy clients.
-      idleTimeout: 0,
-      sendPings: false,
-    },
-  });
-  return {
-    port: server.port ?? options.port,
+      open: (ws) => {
+        this.#sockets.add(ws);
+        websocket.open(ws);
+      },
+      close: (ws, code, reason) => {
+        websocket.close(ws, code, reason);
+        this.#release(ws);
+      },
+    };
+    this.#listening = this.#listen(options.port);
+    this.#servers.push(this.#listening);
+    this.port = this.#listening.port ?? options.port;
     // Bun writes the frame to every subscriber in native code: the fast path of the hub's fan-out.
-    publish: (topic, text) => void server.publish(topic, text),
-    stop: async () => {
-      // Called after the router closed every session; anything left is closed rather than waited for.
-      await server.stop(true);
-    },
-  };
+    this.publish = (topic, text) => {
+      const servers = this.#servers;
+      for (let i = 0; i < servers.length; i++) servers[i].publish(topic, text);
+    };
+    this.#guard = new FdGuard({ pause: () => this.#pause(), resume: () => this.#resume() });
+    this.#guard.start();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#guard.close();
+    this.#pause();
+    if (this.#sockets.size > 0) {
+      // The router has sent every close frame; the close events come when the clients answer them.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#onLastSocket = resolve;
+        timer = setTimeout(resolve, CLOSE_WAIT_MS);
+      });
+      clearTimeout(timer);
+      this.#onLastSocket = undefined;
+    }
+    // Anything left is closed rather than waited for.
+    await Promise.all(this.#servers.map((server) => server.stop(true)));
+  }
+
+  #listen(port: number): Server<SocketData> {
+    const options = this.#options;
+    return Bun.serve({
+      hostname: options.host,
+      port,
+      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+      fetch: (request, server) => this.#fetch(request, server),
+      // Bun's own timer (4 s steps) for a request body that stops arriving; `#fetch` bounds the whole request.
+      idleTimeout: Math.min(255, Math.max(1, Math.ceil(options.handshakeTimeout))),
+      websocket: {
+        ...this.#websocket,
+        // Bun closes with 1009 itself past this size.
+        maxPayloadLength: options.maxMessageBytes,
+        // Past this Bun drops frames (send returns 0); Shoal closes the connection before or when that happens.
+        backpressureLimit: options.maxBufferedBytes,
+        closeOnBackpressureLimit: false,
+        // Shoal sends its own pings; Bun's idle timeout would close quiet but healthy clients.
+        idleTimeout: 0,
+        sendPings: false,
+      },
+    });
+  }
+
+  /**
+   * The app's answer with `Connection: close` (Bun would keep an idle connection open forever), or a 408 when it
+   * is not ready within `handshakeTimeout` of the request head (a body arriving too slowly). The answer to an
+   * upgraded request is ignored by Bun.
+   */
+  async #fetch(request: Request, server: Server<SocketData>): Promise<Response> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<Response>((resolve) => {
+      timer = setTimeout(
+        () => resolve(Response.json({ status: "error", error: "Request timeout." }, { status: 408 })),
+        this.#options.handshakeTimeout * 1000,
+      );
+    });
+    try {
+      return closing(await Promise.race([this.#app.fetch(request, server), deadline]));
+    } catch (error) {
+      // Hono answers its handlers' errors itself; this is a bug, and must not become Bun's error page.
+      log.error("request handler failed", { error: String(error) });
+      return closing(Response.json({ status: "error", error: "Internal server error." }, { status: 500 }));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #release(ws: Socket): void {
+    this.#sockets.delete(ws);
+    if (this.#sockets.size === 0) this.#onLastSocket?.();
+    if (this.#servers.length > 1) this.#prune();
+  }
+
+  /** Stop accepting: open connections go on. */
+  #pause(): void {
+    const server = this.#listening;
+    this.#listening = undefined;
+    server?.stop(false).catch((error) => log.debug("stop listening failed", { error: String(error) }));
+  }
+
+  /** Listen again on the same port, with a new server. */
+  #resume(): boolean {
+    if (this.#stopped) return true;
+    try {
+      this.#listening = this.#listen(this.port);
+    } catch (error) {
+      log.warn("could not listen again; retrying", { port: this.port, error: String(error) });
+      return false;
+    }
+    this.#servers.push(this.#listening);
+    this.#prune();
+    return true;
+  }
+
+  /** Forget earlier servers whose connections are all gone. */
+  #prune(): void {
+    this.#servers = this.#servers.filter((server) => {
+      if (server === this.#listening || server.pendingWebSockets > 0 || server.pendingRequests > 0) return true;
+      server.stop(true).catch(() => {});
+      return false;
+    });
+  }
+}
+
+/** `response`, or a copy of it where its headers are immutable, with `Connection: close`. */
+function closing(response: Response): Response {
+  try {
+    response.headers.set("connection", "close");
+    return response;
+  } catch {
+    const copy = new Response(response.body, response);
+    copy.headers.set("connection", "close");
+    return copy;
+  }
+}
+
+function serve(app: Hono, options: ServeOptions): Listener {
+  return new BunListener(app, options);
 }
 
 export const runtime: Runtime = {

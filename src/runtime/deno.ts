@@ -1,20 +1,46 @@
 /// <reference lib="deno.ns" />
+import { getLogger } from "@logtape/logtape";
 import type { Hono } from "hono";
 import { defineWebSocketHelper, WSContext } from "hono/ws";
+import {
+  DenoHttpServer,
+  type DenoKeepAlive,
+  denoKeepAlive,
+  type DenoRequestEnv,
+  watchKeepAlive,
+} from "./deno_server.ts";
 import type { Listener, Runtime, ServeOptions, SocketSupport } from "./runtime.ts";
+
+const log = getLogger(["shoal", "runtime"]);
+
+/** What `socket.upgradeOptions` gives the upgrade helper: Deno's options and Shoal's keep-alive. */
+type UpgradeOptions = DenoKeepAlive | undefined;
 
 /**
  * Hono's `hono/deno` helper, except that the `Upgrade` header is matched without regard to case (the stock one
- * answers 404 to `Upgrade: WebSocket`).
+ * answers 404 to `Upgrade: WebSocket`), the connection comes from Shoal's own server (`env.upgrade`), and a request
+ * Deno refuses to upgrade gets a 400 JSON answer rather than a 500 (Deno throws on a missing key or
+ * `Connection: Upgrade`).
  */
 const upgradeWebSocket = defineWebSocketHelper((c, events, options) => {
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return;
+  const keepAlive = options as UpgradeOptions;
+  const handoff = (c.env as DenoRequestEnv | undefined)?.upgrade;
   const protocol = c.req.header("sec-websocket-protocol")?.split(",")[0]?.trim();
-  const { response, socket } = Deno.upgradeWebSocket(c.req.raw, {
-    ...(protocol ? { protocol } : {}),
-    idleTimeout: 0, // unless the keep-alive settings ask for one (see `socket.upgradeOptions`)
-    ...(options as Deno.UpgradeWebSocketOptions | undefined),
-  });
+  let upgraded: Deno.WebSocketUpgrade;
+  try {
+    upgraded = Deno.upgradeWebSocket(c.req.raw, {
+      ...(protocol ? { protocol } : {}),
+      idleTimeout: keepAlive?.idleTimeout ?? 0,
+      ...(handoff ? { socket: handoff.socket as never, head: handoff.head } : {}),
+    });
+  } catch (error) {
+    log.debug("websocket upgrade refused", { error: String(error) });
+    return c.json({ status: "error", error: "Invalid WebSocket upgrade request." }, 400);
+  }
+  const { response, socket } = upgraded;
+  // Before the handlers below, so the server sees the close event first.
+  handoff?.adopt(socket, keepAlive);
   socket.binaryType = "arraybuffer";
   const context = new WSContext({
     close: (code, reason) => socket.close(code, reason),
@@ -36,13 +62,15 @@ const upgradeWebSocket = defineWebSocketHelper((c, events, options) => {
 });
 
 /**
- * Deno's server WebSocket has no ping() and no pong event. Its `idleTimeout` is the only keep-alive: after
+ * Deno's server WebSocket has no ping() and no pong event. Its `idleTimeout` is its only keep-alive: after
  * `idleTimeout / 2` seconds without a frame from the client it pings, and if nothing arrives in another
- * `idleTimeout / 2` it closes with 1001 "No response from ping frame.". Shoal sets it so the client is dropped
- * after `interval + timeout` of silence, SocketShark's worst case.
+ * `idleTimeout / 2` it closes with 1001 "No response from ping frame.". Shoal sets it so Deno pings after
+ * `interval` seconds of silence and closes the connection itself (1000, through the connection's `pingTimedOut`)
+ * after `interval + timeout` of silence, before Deno would (see `denoKeepAlive`).
  */
 const socket: SocketSupport = {
-  upgradeOptions: (ping) => (ping.interval > 0 ? { idleTimeout: ping.interval + ping.timeout } : undefined),
+  upgradeOptions: (ping) => denoKeepAlive(ping),
+  watchKeepAlive: (raw, peer) => void watchKeepAlive(raw as WebSocket, peer),
   send(raw, text) {
     // Throws when the socket is no longer open (the connection catches it): checking `readyState` first would
     // cost every send. `bufferedAmount` is an op call, as dear as a fifth of the send: the connection reads it
@@ -55,19 +83,17 @@ const socket: SocketSupport = {
 };
 
 function serve(app: Hono, options: ServeOptions): Listener {
-  const server = Deno.serve({
+  const server = new DenoHttpServer((request, env) => app.fetch(request, env), {
     hostname: options.host,
     port: options.port,
-    ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
-    onListen: () => {},
-  }, app.fetch);
+    tls: options.tls,
+    handshakeTimeoutMs: options.handshakeTimeout * 1000,
+  });
   return {
-    port: server.addr.port,
-    stop: async () => {
-      // shutdown() would wait for the WebSockets; the router closes those itself.
-      void server.shutdown();
-      await Promise.resolve();
-    },
+    port: server.port,
+    // The router has closed every session: this stops accepting, ends HTTP connections and waits (at most
+    // CLOSE_WAIT_MS) for the WebSockets' close handshakes, so the close frames are out before the process exits.
+    stop: () => server.stop(),
   };
 }
 

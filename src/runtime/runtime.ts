@@ -1,10 +1,16 @@
 import type { Hono } from "hono";
 import type { UpgradeWebSocket } from "hono/ws";
 
+/** How long `Listener.stop()` waits for the WebSockets' close handshakes, milliseconds. */
+export const CLOSE_WAIT_MS = 2000;
+
 /** A listening server. */
 export interface Listener {
   readonly port: number;
-  /** Stop listening; called after the router has closed every session. */
+  /**
+   * Stop listening and end HTTP connections; called after the router has closed every session. Resolves once every
+   * WebSocket's close handshake has finished, or after about 2 s, so the close frames are out before an exit.
+   */
   stop(): Promise<void>;
   /** Send a text frame to every socket subscribed to a native topic (Bun's `server.publish`); absent on Deno. */
   readonly publish?: (topic: string, text: string) => void;
@@ -18,6 +24,17 @@ export interface ServeOptions {
   readonly maxMessageBytes: number;
   /** Largest send buffer per connection, bytes, before the client counts as a slow consumer. */
   readonly maxBufferedBytes: number;
+  /**
+   * Seconds from TCP accept (or the end of the last response) to a complete request or WebSocket upgrade; the
+   * connection is closed then (`ws.handshakeTimeout`). Bun applies its own 10-12 s before a request head is complete.
+   */
+  readonly handshakeTimeout: number;
+}
+
+/** The connection the runtime tells when a client stopped answering pings (see `SocketSupport.watchKeepAlive`). */
+export interface PingTimeoutPeer {
+  /** No pong (nor any other frame) within the keep-alive's time: log it and close the session with 1000. */
+  pingTimedOut(): void;
 }
 
 /**
@@ -27,6 +44,12 @@ export interface ServeOptions {
 export interface SocketSupport {
   /** Send a ping frame. Absent where the runtime has no server ping (Deno), which pings through `upgradeOptions`. */
   readonly ping?: (raw: unknown) => void;
+  /**
+   * Where the runtime runs the keep-alive itself (Deno, without `ping`): call `peer.pingTimedOut()` once the client
+   * of `raw` has been silent for `interval + timeout`, instead of the runtime closing the socket (1000) itself.
+   * Call it from the open handler when pings are on.
+   */
+  readonly watchKeepAlive?: (raw: unknown, peer: PingTimeoutPeer) => void;
   /** Options for the runtime's upgrade helper given the keep-alive settings (seconds). */
   upgradeOptions(ping: { readonly interval: number; readonly timeout: number }): unknown;
   /**

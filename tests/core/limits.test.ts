@@ -75,6 +75,9 @@ test("limits: extra fields whose JSON is over maxExtraFieldsBytes get Extra fiel
     { event: "subscribe", status: "error", error: "Extra fields too large.", ...big, subscription: "open.b" },
   ]);
   assert.equal(h.broker.channels.has("open.b"), false);
+  // The limit counts UTF-8 bytes: 20 "é" are 20 characters but 40 bytes.
+  const wide = { v: "é".repeat(20), w: 1 }; // 32 characters, 52 bytes
+  assert.equal((await c.call({ event: "subscribe", subscription: "open.c", ...wide }))[0].error, "Extra fields too large.");
 });
 
 test("limits: events past eventsPerSecond and eventsBurst get Rate limit exceeded.; ping is exempt", async () => {
@@ -160,4 +163,21 @@ test("departure: a client gone while its callback hangs is released at once; its
   assert.equal(h.services.bodies(ON_MSG).length, 1, "an aborted call is not retried");
   assert.deepEqual(h.services.bodies(ON_UNSUB), [{ subscription: "slow.a" }]);
   assert.deepEqual(c.take().filter((f) => f.event === "message"), []);
+});
+
+test("departure: on_unsubscribe after a client unsubscribe is not cancelled when the client then leaves", async () => {
+  const ON_UNSUB = "http://svc.test/on_unsubscribe";
+  const h = await new Harness({ services: { svc: { requireAuthentication: false, onUnsubscribe: ON_UNSUB } } }).start();
+  const held = gate();
+  h.services.on(ON_UNSUB, { after: held.promise, reply: { status: "ok" } });
+  const c = h.connect();
+  await c.call({ event: "subscribe", subscription: "svc.a" });
+  assert.deepEqual(await c.call({ event: "unsubscribe", subscription: "svc.a" }), [
+    { event: "unsubscribe", status: "ok", subscription: "svc.a" },
+  ]);
+  const done = c.session.disconnected(); // on_unsubscribe is in flight: the subscription is already gone
+  held.open();
+  await done;
+  assert.deepEqual(h.services.bodies(ON_UNSUB), [{ subscription: "svc.a" }], "told once, and not cut off");
+  assert.equal(h.router.services.abandoned, 0);
 });

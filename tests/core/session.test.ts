@@ -184,7 +184,7 @@ test("renewal: changed authorizer fields call on_authorization_change; failure r
   assert.deepEqual(c.take(), []);
   await h.clock.advance(750); // third renewal at 1 - 0.5*0.5 = 0.75 s: revoked
   await until(() => c.transport.texts.length > 0, "revocation");
-  // The notice carries before_unsubscribe's data (SocketShark §6.2 step 2), never the authorizer's.
+  // The notice carries before_unsubscribe's data (docs/protocol.md §11.2), never the authorizer's.
   assert.deepEqual(c.take(), [
     { event: "unsubscribe", subscription: "p.t", data: "from before_unsubscribe", error: "no longer authorized", x: 1 },
   ]);

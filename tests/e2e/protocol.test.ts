@@ -59,7 +59,7 @@ test("full flow: auth, subscribe with authorizer and before_subscribe, publish, 
     data: { welcome: "to b1" },
     subscription: "books.b1",
   });
-  // SocketShark §3.2: subscription, extra fields, authorizer fields (none yet for the authorizer), auth fields.
+  // docs/protocol.md §9.1: subscription, extra fields, authorizer fields (none yet for the authorizer), auth fields.
   assert.deepEqual(service.bodies("/authorizer"), [{ subscription: "books.b1", book_version: 3, session_id: "sess-1" }]);
   const common = { subscription: "books.b1", book_version: 3, cap: "read", session_id: "sess-1" };
   assert.deepEqual(service.bodies("/before_subscribe"), [common]);

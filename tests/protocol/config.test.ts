@@ -166,8 +166,9 @@ test("parseConfig: a callback set to null is refused at start-up, naming the key
 });
 
 test("parseConfig: extraFields and filterFields may not name a protocol key (decision 10)", () => {
-  assert.deepEqual([...RESERVED_FIELDS].sort(), ["data", "error", "event", "options", "status", "subscription"]);
-  for (const reserved of ["event", "status", "error", "data", "subscription", "options"]) {
+  const all = ["event", "status", "error", "data", "subscription", "options", "published_at", "received_at", "queue_size", "sent_at"];
+  assert.deepEqual([...RESERVED_FIELDS].sort(), [...all].sort());
+  for (const reserved of all) {
     const extra = oneProblemAt({ services: { books: { extraFields: ["ok", reserved] } } }, "services.books.extraFields");
     assert.match(extra, /protocol key/);
     oneProblemAt({ services: { books: { filterFields: [reserved] } } }, "services.books.filterFields");

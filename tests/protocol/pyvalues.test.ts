@@ -305,7 +305,7 @@ test("isIsoDateTime: garbage, partial and padded strings are invalid", () => {
 
 test("isIsoDateTime: the ISO-8601 basic and week-date forms Python 3.11's fromisoformat accepts", () => {
   // datetime.fromisoformat (3.11+) reads all of these; SocketShark would deliver them (re-formatted), so a
-  // published_at in one of these forms must not be dropped (socketshark.md section 4.4, decisions.md "Timestamps").
+  // published_at in one of these forms must not be dropped (docs/protocol.md §10.8).
   const rejected = ["20240102", "20240102T030405", "20240102T030405Z", "2024-W01-1", "2024W011", "2024-W01", "2020-W53-7"].filter(
     (text) => !isIsoDateTime(text),
   );

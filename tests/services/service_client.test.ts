@@ -349,7 +349,7 @@ test("429: a negative, NaN, unparsable or absent value falls back to the default
 
 test("429: values Python's float() refuses fall back to the default wait, and inf is capped like any huge value", async () => {
   // Python float() rejects hex/binary/octal literals and misplaced underscores, and reads "inf"/"infinity"
-  // in any case as infinity, which the spec caps at 3600 s (socketshark.md section 3.4).
+  // in any case as infinity, which the spec caps at 3600 s (docs/protocol.md §9.3).
   const cases: Array<[string, number]> = [
     ["0x10", 2000],
     ["0b1", 2000],

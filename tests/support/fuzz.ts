@@ -2193,7 +2193,7 @@ function owe(subscribers: readonly Subscriber[], world: FuzzWorld, message: Acce
   const serviceName = subscription.split(".")[0];
   const service = Object.hasOwn(world.services, serviceName) ? world.services[serviceName] : undefined;
   for (const s of subscribers) {
-    // The channel picks the candidates; the payload's subscription must be one the client holds (SocketShark §4.2).
+    // The channel picks the candidates; the payload's subscription must be one the client holds (docs/protocol.md §10.4).
     if (!service || !s.subs.has(channel) || !s.subs.has(subscription)) continue;
     const extra = s.subs.get(subscription)!;
     let match = true;
