@@ -174,6 +174,7 @@ async function main(): Promise<void> {
     tls,
     maxMessageBytes: config.ws.maxMessageBytes,
     maxBufferedBytes: config.ws.maxBufferedBytes,
+    handshakeTimeout: config.ws.handshakeTimeout,
   });
   if (listener.publish) router.hub.useFanout(listener.publish);
   // SocketShark's separate metrics listener; it serves no WebSockets, so the socket limits are nominal.
@@ -183,6 +184,7 @@ async function main(): Promise<void> {
       port: prometheus.port,
       maxMessageBytes: 1024,
       maxBufferedBytes: 1024 * 1024,
+      handshakeTimeout: config.ws.handshakeTimeout,
     })
     : undefined;
   // Signal handlers go in before "ready" is announced, so a supervisor's early SIGTERM is always graceful.
