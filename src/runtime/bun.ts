@@ -5,7 +5,14 @@ import { getBunServer } from "hono/bun";
 import { defineWebSocketHelper, WSContext, type WSContextInit, type WSEvents, type WSReadyState } from "hono/ws";
 import type { Server, ServerWebSocket } from "bun";
 import { FdGuard } from "./fd_guard.ts";
-import { CLOSE_WAIT_MS, type Listener, type Runtime, type ServeOptions, type SocketSupport } from "./runtime.ts";
+import {
+  CLOSE_WAIT_MS,
+  type Listener,
+  type Runtime,
+  type ServeOptions,
+  type SocketSupport,
+  type TransportRefusal,
+} from "./runtime.ts";
 
 const log = getLogger(["shoal", "runtime"]);
 
@@ -140,7 +147,13 @@ class BunListener implements Listener {
       const servers = this.#servers;
       for (let i = 0; i < servers.length; i++) servers[i].publish(topic, text);
     };
-    this.#guard = new FdGuard({ pause: () => this.#pause(), resume: () => this.#resume() });
+    this.#guard = new FdGuard({
+      pause: () => {
+        this.#refused("fd_limit");
+        this.#pause();
+      },
+      resume: () => this.#resume(),
+    });
     this.#guard.start();
   }
 
@@ -194,10 +207,10 @@ class BunListener implements Listener {
   async #fetch(request: Request, server: Server<SocketData>): Promise<Response> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<Response>((resolve) => {
-      timer = setTimeout(
-        () => resolve(Response.json({ status: "error", error: "Request timeout." }, { status: 408 })),
-        this.#options.handshakeTimeout * 1000,
-      );
+      timer = setTimeout(() => {
+        this.#refused("handshake_timeout");
+        resolve(Response.json({ status: "error", error: "Request timeout." }, { status: 408 }));
+      }, this.#options.handshakeTimeout * 1000);
     });
     try {
       return closing(await Promise.race([this.#app.fetch(request, server), deadline]));
@@ -207,6 +220,14 @@ class BunListener implements Listener {
       return closing(Response.json({ status: "error", error: "Internal server error." }, { status: 500 }));
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  #refused(reason: TransportRefusal): void {
+    try {
+      this.#options.onRefused?.(reason);
+    } catch (error) {
+      log.error("refusal hook failed", { error: String(error) });
     }
   }
 

@@ -88,6 +88,7 @@ function serve(app: Hono, options: ServeOptions): Listener {
     port: options.port,
     tls: options.tls,
     handshakeTimeoutMs: options.handshakeTimeout * 1000,
+    onRefused: options.onRefused,
   });
   return {
     port: server.port,

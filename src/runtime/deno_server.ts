@@ -17,7 +17,7 @@ import {
   type RequestHead,
   responseHead,
 } from "./http1.ts";
-import { CLOSE_WAIT_MS, type PingTimeoutPeer } from "./runtime.ts";
+import { CLOSE_WAIT_MS, type PingTimeoutPeer, type TransportRefusal } from "./runtime.ts";
 
 const log = getLogger(["shoal", "runtime"]);
 
@@ -37,6 +37,8 @@ export interface DenoServerOptions {
   readonly tls?: { readonly cert: string; readonly key: string };
   /** Milliseconds from accept, or from the end of the last response, to a complete exchange or upgrade. */
   readonly handshakeTimeoutMs: number;
+  /** Told of each connection refused or cut (see `TransportRefusal`). */
+  readonly onRefused?: (reason: TransportRefusal) => void;
 }
 
 /** The connection of a WebSocket upgrade request, for `Deno.upgradeWebSocket({ socket, head })`. */
@@ -177,6 +179,14 @@ export class DenoHttpServer {
     return this.#fetch(request, env);
   }
 
+  refused(reason: TransportRefusal): void {
+    try {
+      this.#options.onRefused?.(reason);
+    } catch (error) {
+      log.error("refusal hook failed", { error: String(error) });
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
@@ -264,7 +274,10 @@ export class DenoHttpServer {
           return;
         }
         // Out of file descriptors (EMFILE, ENFILE) or the like: the client waits in the backlog meanwhile.
-        if (retryMs === 0) log.warn("accept failed; retrying", { error: String(error) });
+        if (retryMs === 0) {
+          log.warn("accept failed; retrying", { error: String(error) });
+          this.refused("fd_limit");
+        }
         retryMs = Math.min(ACCEPT_RETRY_MAX_MS, Math.max(ACCEPT_RETRY_MIN_MS, retryMs * 2));
         await new Promise<void>((resolve) => {
           this.#wakeAccept = resolve;
@@ -309,6 +322,8 @@ class HttpConnection {
   #state: "open" | "upgrading" | "upgraded" | "closed" = "open";
   /** Whether the current request's body was read to its end. */
   #bodyDone = true;
+  /** Whether the connection is between requests, with at least one exchange behind it (an idle keep-alive). */
+  #idle = false;
 
   constructor(server: DenoHttpServer, conn: Deno.Conn) {
     this.#server = server;
@@ -324,11 +339,13 @@ class HttpConnection {
         if (!bytes) break;
         const parsed = parseRequestHead(bytes);
         if (!parsed.ok) {
+          this.#server.refused("bad_request");
           await this.#respond(parsed.status, { status: "error", error: parsed.error }, true);
           break;
         }
         if (!(await this.#exchange(parsed.head))) break;
         this.#arm(); // an idle keep-alive connection gets the same deadline
+        this.#idle = this.#buffer.length === 0;
       }
     } catch (error) {
       if (this.#state === "open") log.debug("http connection failed", { error: String(error) });
@@ -369,7 +386,13 @@ class HttpConnection {
 
   #arm(): void {
     clearTimeout(this.#deadline);
-    this.#deadline = setTimeout(() => this.close("handshake timeout"), this.#server.handshakeTimeoutMs);
+    this.#deadline = setTimeout(() => this.#expire(), this.#server.handshakeTimeoutMs);
+  }
+
+  #expire(): void {
+    // An idle keep-alive connection ending is housekeeping; anything else did not finish in time.
+    if (!this.#idle) this.#server.refused("handshake_timeout");
+    this.close("handshake timeout");
   }
 
   /** The next request head, or undefined when the client went away or sent too much (answered with 431). */
@@ -388,6 +411,7 @@ class HttpConnection {
         return head;
       }
       if (this.#buffer.length >= MAX_HEAD_BYTES) {
+        this.#server.refused("bad_request");
         await this.#respond(431, { status: "error", error: "Request header fields too large." }, true);
         return undefined;
       }
@@ -401,6 +425,7 @@ class HttpConnection {
     const chunk = new Uint8Array(this.#buffer.length === 0 ? FIRST_READ_BYTES : READ_BYTES);
     const n = await this.#conn.read(chunk);
     if (n === null) return false;
+    this.#idle = false;
     if (this.#buffer.length === 0) {
       this.#buffer = chunk.subarray(0, n);
     } else {

@@ -29,7 +29,16 @@ export interface ServeOptions {
    * connection is closed then (`ws.handshakeTimeout`). Bun applies its own 10-12 s before a request head is complete.
    */
   readonly handshakeTimeout: number;
+  /** Told of each connection the transport itself refused or cut (for the refusal metric). */
+  readonly onRefused?: (reason: TransportRefusal) => void;
 }
+
+/**
+ * Why the transport refused or cut a connection: `handshake_timeout` (no complete request or upgrade within
+ * `handshakeTimeout`), `bad_request` (a request head Shoal's own HTTP server refused: 400, 431, 501, 505), `fd_limit`
+ * (the process ran out of file descriptors: counted once each time accepting stops).
+ */
+export type TransportRefusal = "handshake_timeout" | "bad_request" | "fd_limit";
 
 /** The connection the runtime tells when a client stopped answering pings (see `SocketSupport.watchKeepAlive`). */
 export interface PingTimeoutPeer {

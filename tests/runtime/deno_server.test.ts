@@ -120,3 +120,37 @@ test(
     await server.stop();
   },
 );
+
+test("deno server: refusals are reported: a connection without a request, a bad head; an idle keep-alive is not", {
+  skip,
+}, async () => {
+  const { DenoHttpServer } = await denoModules();
+  const refused: string[] = [];
+  const server = new DenoHttpServer(() => new Response("ok"), {
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeoutMs: 300,
+    onRefused: (reason) => void refused.push(reason),
+  });
+  const { connect } = await import("node:net");
+  const open = (send?: string) =>
+    new Promise<string>((resolve) => {
+      const socket = connect(server.port, "127.0.0.1");
+      let received = "";
+      socket.setEncoding("latin1");
+      socket.on("data", (chunk: string) => (received += chunk));
+      socket.on("error", () => {});
+      socket.on("close", () => resolve(received));
+      if (send) socket.once("connect", () => socket.write(send));
+    });
+  const [idle, bad, keptAlive] = await Promise.all([
+    open(),
+    open("GET / HTTP/1.1\r\n\r\n"),
+    open("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+  ]);
+  assert.equal(idle, "");
+  assert.match(bad, /^HTTP\/1\.1 400 /);
+  assert.match(keptAlive, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nok$/);
+  assert.deepEqual(refused.sort(), ["bad_request", "handshake_timeout"]);
+  await server.stop();
+});
