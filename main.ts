@@ -175,6 +175,7 @@ async function main(): Promise<void> {
     maxMessageBytes: config.ws.maxMessageBytes,
     maxBufferedBytes: config.ws.maxBufferedBytes,
     handshakeTimeout: config.ws.handshakeTimeout,
+    onRefused: (reason) => metrics.observer.refused?.(reason),
   });
   if (listener.publish) router.hub.useFanout(listener.publish);
   // SocketShark's separate metrics listener; it serves no WebSockets, so the socket limits are nominal.

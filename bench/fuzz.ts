@@ -124,7 +124,7 @@ async function fuzzTarget(
   service: TestService,
   env: Record<string, string>,
 ): Promise<TargetResult> {
-  const world = fuzzWorld({ service, redisUrl: redis.url });
+  const world = fuzzWorld({ service, redisUrl: redis.url, target });
   const result: TargetResult = {
     target,
     rounds: 0,

@@ -29,6 +29,10 @@ export const REFUSAL_REASONS = [
   "callbacks",
   "response_size",
   "buffered_total",
+  // Refused by the runtime's server (see `TransportRefusal`).
+  "handshake_timeout",
+  "bad_request",
+  "fd_limit",
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
@@ -100,7 +104,7 @@ export class Router {
       clock: this.clock,
       signal: this.#shutdown.signal,
       observe: (callback, outcome, seconds) => this.observer.callback?.(callback, outcome, seconds),
-      onRefused: () => this.observer.refused?.("callbacks"),
+      onRefused: (_callback, reason) => this.observer.refused?.(reason),
     });
     this.hub = new Hub(options.broker, { clock: this.clock, observer: this.observer });
   }

@@ -66,6 +66,8 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
       if (support.ping && ping.interval > 0) {
         this.#keepAlive = new KeepAlive(router.clock, ping, this);
         this.#keepAlive.start();
+      } else if (support.watchKeepAlive && ping.interval > 0) {
+        support.watchKeepAlive(ws.raw, this); // the runtime pings (Deno) and tells `pingTimedOut`
       }
     } catch (error) {
       log.error("unhandled error in open handler", { error: String(error) });
@@ -101,9 +103,6 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
       this.#context.budget.remove(this);
       this.#keepAlive?.stop();
       this.#context.router.clock.clearTimeout(this.#terminateTimer);
-      if (event.code === 1001 && event.reason === "No response from ping frame.") {
-        log.info("ping timeout", { session: session?.id });
-      }
       session?.disconnected().catch((error) => log.error("teardown failed", { session: session.id, error: String(error) }));
     } catch (error) {
       log.error("unhandled error in close handler", { session: session?.id, error: String(error) });

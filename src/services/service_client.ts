@@ -44,8 +44,11 @@ export interface ServiceClientOptions {
   readonly slots?: FetchSlots;
   /** Called once per callback with its outcome and total duration, for metrics. */
   readonly observe?: (callback: CallbackName, outcome: "ok" | "error" | "unavailable", seconds: number) => void;
-  /** Called for each call refused by `maxCallbacksPerService`, for the refusal metric. */
-  readonly onRefused?: (callback: CallbackName) => void;
+  /**
+   * Called for each call refused by `maxCallbacksPerService` (`callbacks`) and each answer cut at
+   * `maxResponseBytes` (`response_size`), for the refusal metric.
+   */
+  readonly onRefused?: (callback: CallbackName, reason: "callbacks" | "response_size") => void;
 }
 
 /** Options of one call. */
@@ -128,7 +131,7 @@ export class ServiceClient {
   #enter(service: string, url: string, callback: CallbackName): boolean {
     const count = this.#perService.get(service) ?? 0;
     if (count >= this.#maxPerService) {
-      this.#options.onRefused?.(callback);
+      this.#options.onRefused?.(callback, "callbacks");
       if (!this.#saturated.has(service)) {
         this.#saturated.add(service);
         log.warn("too many callbacks in flight to one service; refusing more", {
@@ -209,7 +212,10 @@ export class ServiceClient {
         if (typeof parsed === "string") {
           // The body may still be arriving (an answer over the limit): drop the connection, not just the reader.
           controller.abort();
-          log.warn("invalid service response", { url: scrubUrl(url), callback, problem: parsed });
+          const tooLarge = parsed === TOO_LARGE;
+          if (tooLarge) this.#options.onRefused?.(callback, "response_size");
+          const problem = tooLarge ? `${parsed} (${this.#maxResponseBytes} bytes)` : parsed;
+          log.warn("invalid service response", { url: scrubUrl(url), callback, problem });
           continue;
         }
         if (debugEnabled()) {
@@ -281,6 +287,9 @@ const MAX_TIMER_MS = 2_147_483_647;
 /** The abort reason of an attempt that ran out of time. */
 const TIMED_OUT = new DOMException("The service did not answer in time.", "TimeoutError");
 
+/** What `readJsonObject` says of an answer longer than `maxResponseBytes`. */
+const TOO_LARGE = "body is longer than http.maxResponseBytes";
+
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json$/i;
 
 /** The response's JSON object, or a string saying what was wrong with it; the body is read up to `maxBytes`. */
@@ -291,7 +300,7 @@ async function readJsonObject(response: Response, maxBytes: number): Promise<Rec
     return `content type ${type || "(none)"} is not JSON`;
   }
   const text = await readText(response, maxBytes);
-  if (text === undefined) return `body is longer than http.maxResponseBytes (${maxBytes} bytes)`;
+  if (text === undefined) return TOO_LARGE;
   const json = parseJson(text);
   if (!json.ok) return json.reason === "too deep" ? `body is nested deeper than ${MAX_JSON_DEPTH} levels` : "body is not valid JSON";
   const value = json.value;

@@ -31,7 +31,7 @@ const TARGET = shoalTarget();
 async function world(seed: number) {
   const redis = await RedisServer.start();
   const service = await TestService.start();
-  const world = fuzzWorld({ service, redisUrl: redis.url });
+  const world = fuzzWorld({ service, redisUrl: redis.url, target: TARGET });
   scriptServices(service, new Rng(seed).fork("services"));
   const shoal = await ShoalProcess.start(world.config);
   return {
@@ -99,15 +99,16 @@ test("fuzz: a message past 1 MiB (text, binary, fragmented) closes the connectio
   assertClean(violations, await aftermath(w));
 });
 
-// RFC 6455 §8.1 and the spec (§2.2) say 1007. RUNTIME-NOTES: Deno drops such a connection without a close frame.
-test("fuzz: a text frame that is not UTF-8 closes the connection with 1007", async () => {
+// RFC 6455 §8.1 and the spec (§2.2) say 1007. Deno's WebSocket drops such a connection without a close frame before
+// any event reaches JavaScript (no way around it on Deno 2.9): there the client sees 1006, as the README says.
+test("fuzz: a text frame that is not UTF-8 closes the connection with 1007 (Deno: dropped, 1006)", async () => {
   await using w = await world(SEED);
   const { violations } = await runClosingFrames({
     shoal: w.shoal,
     world: w.world,
     rng: new Rng(SEED),
     label: TARGET,
-    only: (frame) => frame.codes.includes(1007),
+    only: (frame) => frame.what.startsWith("a text frame that is not UTF-8"),
   });
   assertClean(violations, await aftermath(w));
 });

@@ -100,6 +100,7 @@ test("service limits: an endless authorizer answer is Service unavailable. withi
   await using shoal = await ShoalProcess.start({
     services: { A: { requireAuthentication: false, authorizer: service.url("/authorizer") } },
     http: { timeout: 60, tries: 2, wait: 0, maxResponseBytes: 64 * 1024 },
+    metrics: { prometheus: {} },
   });
   await using client = await WsClient.connect(shoal.url);
   const { reply, ms } = await timed(client, { event: "subscribe", subscription: "A.x" });
@@ -110,6 +111,8 @@ test("service limits: an endless authorizer answer is Service unavailable. withi
   const logged = shoal.logsWith("invalid service response");
   assert.equal(logged.length, 2);
   assert.match(String(logged[0].problem), /longer than http\.maxResponseBytes \(65536 bytes\)/);
+  const metrics = await (await fetch(`${shoal.httpUrl}/metrics`)).text();
+  assert.match(metrics, /^shoal_refusals_total\{reason="response_size"\} 2$/m);
 });
 
 test("service limits: a 307 from the ticket endpoint is a failed call; the other host never sees the ticket", async () => {

@@ -642,7 +642,7 @@ test("maxCallbacksPerService: past the bound a call fails at once without a requ
     rateLimitResetHeaderNames: [],
     maxCallbacksPerService: 2,
     fetch: held.fetch,
-    onRefused: (callback) => refusals.push(callback),
+    onRefused: (callback, reason) => void (reason === "callbacks" && refusals.push(callback)),
   });
   const first = [client.post(URL_A, {}, "authorizer", { service: "A" }), client.post(URL_A, {}, "authorizer", { service: "A" })];
   await settle();

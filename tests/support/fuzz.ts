@@ -9,7 +9,7 @@ import { connect, type Socket } from "node:net";
 import process from "node:process";
 import { RawWsClient } from "./raw_ws_client.ts";
 import { respCommand } from "./redis_server.ts";
-import type { ShoalProcess } from "./shoal_process.ts";
+import type { ShoalProcess, ShoalTarget } from "./shoal_process.ts";
 import type { ServiceReply, TestService } from "./test_service.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -313,11 +313,18 @@ export interface FuzzWorld {
   readonly maxExtraFieldsBytes: number;
   readonly publishToken: string;
   readonly publishMaxBytes: number;
+  /**
+   * How the server ends a text frame that is not UTF-8: 1007 as RFC 6455 says; Deno's WebSocket drops such a
+   * connection before Shoal sees anything, so the client sees 1006 there (README, close codes).
+   */
+  readonly invalidUtf8Codes: readonly number[];
 }
 
 export interface WorldOptions {
   readonly service: TestService;
   readonly redisUrl: string;
+  /** The runtime under test (see `invalidUtf8Codes`). */
+  readonly target?: ShoalTarget;
 }
 
 const MAX_SUBSCRIPTIONS = 6;
@@ -427,6 +434,7 @@ export function fuzzWorld(options: WorldOptions): FuzzWorld {
     maxExtraFieldsBytes: 16 * 1024,
     publishToken: PUBLISH_TOKEN,
     publishMaxBytes: 65536,
+    invalidUtf8Codes: options.target === "deno" ? [1006] : [1007],
   };
 }
 
@@ -1585,7 +1593,7 @@ export function closingFrames(rng: Rng, world: FuzzWorld): ClosingFrame[] {
     const hex = Buffer.from(bytes).toString("hex").replace(/(..)/g, "$1 ").trim();
     frames.push({
       what: `a text frame that is not UTF-8: ${hex}`,
-      codes: [1007],
+      codes: world.invalidUtf8Codes,
       send: (c) => c.sendFrame(TEXT, bytes),
     });
   }
