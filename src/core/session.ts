@@ -4,6 +4,7 @@ import { CloseCodes } from "../protocol/close_codes.ts";
 import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
 import { Errors, EventError, LimitErrors } from "../protocol/errors.ts";
 import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame, revokedFrame } from "../protocol/frames.ts";
+import { parsedWeight } from "../protocol/json.ts";
 import { EVENT_HANDLERS, removeSubscription, unsubscribeCallbacks } from "./events.ts";
 import type { Router } from "./router.ts";
 import { NO_FIELDS, type Subscription } from "./subscription.ts";
@@ -20,8 +21,10 @@ export interface Transport {
   unsubscribe?(topic: string): void;
 }
 
+/** Queued work; `bytes` counts against `limits.maxPendingBytes` until the task starts. */
 type Task =
   | { readonly kind: "event"; readonly event: ClientEvent; readonly bytes: number }
+  | { readonly kind: "reply"; readonly text: string; readonly bytes: number }
   | { readonly kind: "internal"; run(): Promise<void> };
 
 const INVALID_EVENT_TEXT = JSON.stringify(INVALID_EVENT_FRAME);
@@ -79,40 +82,47 @@ export class Session {
       this.send(pongFrame(event.fields.data));
       return;
     }
-    const limited = this.#bucket !== undefined && !this.#bucket.take();
+    // A refused event keeps only its small reply, never the frame; an accepted one counts its parsed size.
+    const refusal = this.#bucket !== undefined && !this.#bucket.take() ? this.#refusal(event) : undefined;
     const { maxPendingEvents } = this.#router.config.ws;
-    const bytes = limited ? 0 : typeof frame === "string" ? frame.length : frame.byteLength;
+    const bytes = refusal !== undefined ? refusal.length : parsedWeight(frame);
     if (this.#queue.length >= maxPendingEvents) {
       observer.refused?.("pending_events");
       log.warn("too many pending events; closing", { session: this.id });
       void this.close(CloseCodes.tooManyPendingEvents, "too many pending events");
       return;
     }
-    if (this.#queuedBytes + bytes > this.#router.config.limits.maxPendingBytes) {
+    // Only what waits counts: a frame that starts at once is not pending (nor is its weight a reason to close).
+    if (this.#running && this.#queuedBytes + bytes > this.#router.config.limits.maxPendingBytes) {
       observer.refused?.("pending_bytes");
       log.warn("too many pending bytes; closing", { session: this.id, bytes: this.#queuedBytes + bytes });
       void this.close(CloseCodes.tooManyPendingEvents, "too many pending bytes");
       return;
     }
-    if (limited) {
-      // The refusal keeps its place among the replies (the event itself never runs, and its frame is not kept).
+    this.#queuedBytes += bytes;
+    if (refusal !== undefined) {
+      // The refusal keeps its place among the replies; the event itself never runs.
       observer.refused?.("rate");
-      this.#enqueue({ kind: "internal", run: () => Promise.resolve(this.#refuse(event)) });
+      this.#enqueue({ kind: "reply", text: refusal, bytes });
       return;
     }
-    this.#queuedBytes += bytes;
     this.#enqueue({ kind: "event", event, bytes });
   }
 
-  /** The answer to an event refused by the rate limit. */
-  #refuse(event: ClientEvent): void {
-    if (event.kind === "undecodable" || event.kind === "invalid") return this.sendText(INVALID_EVENT_TEXT);
+  /**
+   * The answer to an event refused by the rate limit, as text. It echoes the subscription only when that could be
+   * a valid name (within `limits.maxSubscriptionLength`), so a flood of refused frames holds little memory.
+   */
+  #refusal(event: ClientEvent): string {
+    if (event.kind === "undecodable" || event.kind === "invalid") return INVALID_EVENT_TEXT;
     const name = event.kind === "unknown" ? event.event : event.kind;
     const fields = event.kind === "unknown" ? undefined : event.fields;
-    const subscription = name !== "auth" && typeof fields?.subscription === "string" && fields.subscription !== ""
-      ? fields.subscription
+    const requested = name !== "auth" ? fields?.subscription : undefined;
+    const subscription = typeof requested === "string" && requested !== "" &&
+        requested.length <= this.#router.config.limits.maxSubscriptionLength
+      ? requested
       : undefined;
-    this.send(errorFrame(name, LimitErrors.rateLimited, { subscription }));
+    return JSON.stringify(errorFrame(name, LimitErrors.rateLimited, { subscription }));
   }
 
   send(frame: Frame): void {
@@ -209,11 +219,15 @@ export class Session {
     try {
       while (this.#queue.length > 0 && !this.#closing) {
         const task = this.#queue.shift()!;
-        if (task.kind === "event") this.#queuedBytes -= task.bytes;
+        if (task.kind !== "internal") this.#queuedBytes -= task.bytes;
+        if (task.kind === "reply") {
+          this.sendText(task.text);
+          continue;
+        }
         // Every line logged while the task runs (service calls, timers it starts) carries the session id.
         this.#current = withContext(
           { session: this.id },
-          () => task.kind === "event" ? this.#handle(task.event) : this.#runInternal(task),
+          () => (task.kind === "event" ? this.#handle(task.event) : this.#runInternal(task)),
         );
         await this.#current;
       }

@@ -51,3 +51,29 @@ export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
   }
   return false;
 }
+
+/** What one JSON object, array or element costs in memory once parsed, beyond its text, in bytes (estimated). */
+const NODE_BYTES = 32;
+const COMMA = 0x2c;
+
+/**
+ * Estimated memory of a JSON frame once parsed: its length plus `NODE_BYTES` for every `{`, `[` and `,` (counted
+ * in strings too, which only overestimates). Dense text such as `[{},{},…]` parses into many times its own size,
+ * so a budget of queued frames counted by length alone would not bound memory.
+ */
+export function parsedWeight(frame: string | ArrayBuffer | Uint8Array): number {
+  let nodes = 0;
+  if (typeof frame === "string") {
+    for (let i = 0; i < frame.length; i++) {
+      const c = frame.charCodeAt(i);
+      if (c === COMMA || c === OPEN_ARRAY || c === OPEN_OBJECT) nodes++;
+    }
+    return frame.length + nodes * NODE_BYTES;
+  }
+  const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i];
+    if (c === COMMA || c === OPEN_ARRAY || c === OPEN_OBJECT) nodes++;
+  }
+  return bytes.length + nodes * NODE_BYTES;
+}

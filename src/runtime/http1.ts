@@ -165,6 +165,8 @@ function latin1(bytes: Uint8Array): string {
 /** A chunked body that does not follow RFC 9112 §7.1. */
 export class ChunkedBodyError extends Error {
   override readonly name = "ChunkedBodyError";
+  /** The client's fault: the app answers 400 to a request whose body fails with this (see `createApp`). */
+  readonly status = 400;
 }
 
 /** Longest chunk-size line (with extensions) or trailer section accepted. */

@@ -34,6 +34,16 @@ export function createApp(options: AppOptions): Hono {
   const { router } = options;
   const app = new Hono();
   const context = connectionContext(router, options.socket, new BufferSweeper());
+  // A bug in a handler is logged as one JSON line, and the client gets JSON: never a stack trace on stderr.
+  app.onError((error, c) => {
+    // A request body the runtime could not read (a malformed chunked body) carries status 400.
+    if ((error as { status?: unknown }).status === 400) {
+      log.info("request body could not be read", { path: c.req.path, error: String(error) });
+      return c.json({ status: "error", error: "Body could not be read." }, 400);
+    }
+    log.error("unhandled error in HTTP handler", { path: c.req.path, error: String(error), stack: error.stack });
+    return c.json({ status: "error", error: "Internal server error." }, 500);
+  });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", (c) => {
@@ -58,7 +68,15 @@ export function createApp(options: AppOptions): Hono {
         onError: (c) => c.json({ status: "error", error: `Body larger than ${publish.maxBodyBytes} bytes.` }, 413),
       }),
       async (c) => {
-        const json = parseJson(await c.req.text());
+        let text: string;
+        try {
+          text = await c.req.text();
+        } catch (error) {
+          // A malformed chunked body, or a client gone mid-body: the client's fault, answered as such.
+          log.info("publish body could not be read", { error: String(error) });
+          return c.json({ status: "error", error: "Body could not be read." }, 400);
+        }
+        const json = parseJson(text);
         if (!json.ok) {
           const error = json.reason === "too deep"
             ? `Body must not be ${TOO_DEEP}.`
@@ -118,6 +136,7 @@ function upgradeGate(router: Router): MiddlewareHandler {
   };
   return async (c, next) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return await next();
+    if (c.req.method !== "GET") return refuse(c, "bad_upgrade", 400, "A WebSocket upgrade must be a GET request.");
     const problem = upgradeProblem((name) => c.req.header(name));
     if (problem?.status === 426) {
       c.header("Sec-WebSocket-Version", "13");

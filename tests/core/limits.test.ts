@@ -112,22 +112,64 @@ test("limits: eventsBurst 0 means a burst of eventsPerSecond", () => {
 test("limits: queued events past maxPendingBytes close the connection with 1008", async () => {
   const h = await new Harness({
     services: { slow: { requireAuthentication: false, onMessage: ON_MSG } },
-    limits: { maxPendingBytes: 1000 },
+    limits: { maxPendingBytes: 1200 },
   }).start();
   const held = gate();
   h.services.on(ON_MSG, { after: held.promise, reply: { status: "ok" } });
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "slow.a" });
-  const frame = JSON.stringify({ event: "message", subscription: "slow.a", data: "x".repeat(400) }); // ~450 bytes
+  // ~450 characters and 3 structural characters: weighs ~546 bytes.
+  const frame = JSON.stringify({ event: "message", subscription: "slow.a", data: "x".repeat(400) });
   c.session.receive(frame); // runs at once: not queued
   await flush();
   c.session.receive(frame);
   c.session.receive(frame);
-  assert.equal(c.transport.closed, undefined, "two queued frames fit in 1000 bytes");
+  assert.equal(c.transport.closed, undefined, "two queued frames fit in 1200 bytes");
   c.session.receive(frame);
   assert.deepEqual(c.transport.closed, { code: 1008, reason: "too many pending bytes" });
   held.open();
   await until(() => h.router.sessionCount === 0, "teardown");
+});
+
+test("limits: a dense frame weighs its parsed size, so few of them may wait; one that starts at once is never refused", async () => {
+  const h = await new Harness({
+    services: { slow: { requireAuthentication: false, onMessage: ON_MSG } },
+    limits: { maxPendingBytes: 100_000 },
+  }).start();
+  const held = gate();
+  h.services.on(ON_MSG, { after: held.promise, reply: { status: "ok" } });
+  const c = h.connect();
+  await c.call({ event: "subscribe", subscription: "slow.a" });
+  // 20,000 characters that parse into 10,000 objects: about 340 KB once parsed.
+  const dense = JSON.stringify({ event: "message", subscription: "slow.a", data: Array(5000).fill({}) });
+  c.session.receive(dense); // nothing ahead of it: it runs, whatever it weighs
+  await flush();
+  assert.equal(c.transport.closed, undefined);
+  c.session.receive(dense); // waits behind the first: 340 KB > 100 KB
+  assert.deepEqual(c.transport.closed, { code: 1008, reason: "too many pending bytes" });
+  held.open();
+  await until(() => h.router.sessionCount === 0, "teardown");
+});
+
+test("limits: rate-limited events hold only their small reply while they wait, never their frames", async () => {
+  const h = await new Harness({
+    services: { slow: { requireAuthentication: false, onMessage: ON_MSG } },
+    limits: { maxPendingBytes: 64 * 1024, eventsPerSecond: 1, eventsBurst: 2 },
+  }).start();
+  const held = gate();
+  h.services.on(ON_MSG, { after: held.promise, reply: { status: "ok", data: "done" } });
+  const c = h.connect();
+  await c.call({ event: "subscribe", subscription: "slow.a" });
+  c.session.receive(JSON.stringify({ event: "message", subscription: "slow.a" })); // the second token: runs, held
+  await flush();
+  const big = JSON.stringify({ event: "message", subscription: "slow.a", data: "x".repeat(200_000) });
+  for (let i = 0; i < 200; i++) c.session.receive(big); // 40 MB of frames, all refused by the rate limit
+  assert.equal(c.transport.closed, undefined, "200 small refusals fit in 64 KiB");
+  held.open();
+  await until(() => c.transport.texts.length === 201, "201 replies");
+  const replies = c.take();
+  assert.deepEqual(replies[0], { event: "message", status: "ok", data: "done", subscription: "slow.a" });
+  assert.ok(replies.slice(1).every((r) => r.error === "Rate limit exceeded." && r.subscription === "slow.a"));
 });
 
 test("limits: queued bytes are released as events run, so a steady client is never closed", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { jsonDepthExceeds, MAX_JSON_DEPTH, parseJson } from "../../src/protocol/json.ts";
+import { jsonDepthExceeds, MAX_JSON_DEPTH, parsedWeight, parseJson } from "../../src/protocol/json.ts";
 
 const nested = (depth: number, open = "[", close = "]") => open.repeat(depth) + close.repeat(depth);
 
@@ -30,4 +30,13 @@ test("parseJson: text that is not JSON is invalid, however it nests", () => {
   assert.deepEqual(parseJson("{"), { ok: false, reason: "invalid" });
   assert.deepEqual(parseJson("]]]]"), { ok: false, reason: "invalid" });
   assert.deepEqual(parseJson(""), { ok: false, reason: "invalid" });
+});
+
+test("parsedWeight: length plus 32 bytes per object, array or element, for text and bytes alike", () => {
+  assert.equal(parsedWeight('"abc"'), 5);
+  assert.equal(parsedWeight("[1,2,3]"), 7 + 3 * 32);
+  const dense = `[${Array(1000).fill("{}").join(",")}]`;
+  assert.equal(parsedWeight(dense), dense.length + (1 + 1000 + 999) * 32);
+  assert.equal(parsedWeight(new TextEncoder().encode(dense)), parsedWeight(dense));
+  assert.equal(parsedWeight(new TextEncoder().encode(dense).buffer), parsedWeight(dense));
 });

@@ -12,6 +12,20 @@ export interface RawAnswer {
  * as its head arrives, and the socket closed). `fetch` cannot send `Connection`, `Upgrade` or a chosen `Origin`.
  */
 export function rawGet(port: number, headers: Readonly<Record<string, string>>, timeoutMs = 5000): Promise<RawAnswer> {
+  return rawRequest(port, "GET /", headers, "", timeoutMs);
+}
+
+/**
+ * `rawGet` with any request line start (`"POST /publish"`) and a body sent exactly as given (no framing added: set
+ * the headers for it).
+ */
+export function rawRequest(
+  port: number,
+  request: string,
+  headers: Readonly<Record<string, string>>,
+  body = "",
+  timeoutMs = 5000,
+): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1");
     let data = Buffer.alloc(0);
@@ -24,8 +38,8 @@ export function rawGet(port: number, headers: Readonly<Record<string, string>>, 
     };
     socket.on("error", (error) => finish(error));
     socket.on("connect", () => {
-      const lines = ["GET / HTTP/1.1", "Host: 127.0.0.1", ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
-      socket.write(lines.join("\r\n") + "\r\n\r\n");
+      const lines = [`${request} HTTP/1.1`, "Host: 127.0.0.1", ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+      socket.write(lines.join("\r\n") + "\r\n\r\n" + body);
     });
     const parse = (final: boolean) => {
       const end = data.indexOf("\r\n\r\n");
@@ -36,7 +50,7 @@ export function rawGet(port: number, headers: Readonly<Record<string, string>>, 
         const colon = line.indexOf(":");
         return [line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()] as const;
       }));
-      if (status === 101) return finish({ status, headers: map, body: "" });
+      if (status === 101 || request.startsWith("HEAD ")) return finish({ status, headers: map, body: "" });
       const length = Number(map.get("content-length") ?? NaN);
       const body = data.subarray(end + 4);
       if (Number.isFinite(length) && body.length >= length) {
