@@ -2,6 +2,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
 import type { UpgradeWebSocket } from "hono/ws";
 import type { RefusalReason, Router } from "../core/router.ts";
 import { debugEnabled } from "../log.ts";
@@ -36,6 +37,8 @@ export function createApp(options: AppOptions): Hono {
   const context = connectionContext(router, options.socket, new BufferSweeper());
   // A bug in a handler is logged as one JSON line, and the client gets JSON: never a stack trace on stderr.
   app.onError((error, c) => {
+    // Hono's own answers (the bearer check's 401s) travel as HTTPExceptions.
+    if (error instanceof HTTPException) return error.getResponse();
     // A request body the runtime could not read (a malformed chunked body) carries status 400.
     if ((error as { status?: unknown }).status === 400) {
       log.info("request body could not be read", { path: c.req.path, error: String(error) });
