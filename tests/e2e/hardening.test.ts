@@ -143,3 +143,20 @@ test("hardening: shutdown says how many unsubscribe callbacks it could not deliv
   assert.equal(done[0].sessions, 3);
   assert.equal(shoal.logsWith("done").length, 0, "never a plain done when something was lost");
 });
+
+test("hardening: tickets and the ticket endpoint's answers never reach the log, even at debug", async () => {
+  await using service = await TestService.start();
+  service.on("/auth", { status: "ok", user: "identity-7f3a9c" });
+  await using shoal = await ShoalProcess.start({
+    authentication: { ticket: { validationUrl: service.url("/auth"), authFields: ["user"] } },
+    log: { level: "debug", format: "json" },
+  });
+  await using client = await WsClient.connect(shoal.url);
+  client.send({ event: "auth", ticket: "ticket-secret-1b2c3d" });
+  assert.deepEqual(await client.next(), { event: "auth", status: "ok" });
+  await shoal.waitForLog((l) => l.message === "http request" && l.callback === "ticket");
+  const logged = JSON.stringify(shoal.logs);
+  assert.ok(logged.includes("[redacted]"), "the lines are there, redacted");
+  assert.ok(!logged.includes("ticket-secret-1b2c3d"), "the ticket is never logged");
+  assert.ok(!logged.includes("identity-7f3a9c"), "the identity the ticket stands for is never logged");
+});
