@@ -122,7 +122,8 @@ export function renderMarkdown(results: BenchResults): string {
   lines.push(
     [
       `Produced by \`${results.command}\` (${results.mode} mode, ${runs} per cell),`,
-      `${results.startedAt} – ${results.finishedAt}; raw numbers in \`${results.rawFile}\`.`,
+      `${results.startedAt} – ${results.finishedAt}; raw numbers in \`${results.rawFile}\` on the machine that ran it`,
+      "(`bench/results/` is kept out of git: this file is the record).",
       `Every cell is the median${results.runs > 1 ? " with min–max over the runs" : ""}; ×N is the ratio to the`,
       "scenario's reference column (bun-limit; in S4 bun-limit making the same three calls). Benchmarks assert nothing: a slow result",
       "is a finding, not a failure.",
