@@ -9,11 +9,11 @@ import process from "node:process";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { createBroker } from "./src/broker/create_broker.ts";
-import { type Config, ConfigError, parseConfig } from "./src/config.ts";
+import { type Config, ConfigError, parseConfig, parsePort } from "./src/config.ts";
 import { Router } from "./src/core/router.ts";
 import { setupLogging } from "./src/log.ts";
 import type { Runtime } from "./src/runtime/runtime.ts";
-import { scrubUrl } from "./src/services/scrub_url.ts";
+import { scrubUrl } from "./src/log.ts";
 import { applyEnv, ENV_VARIABLES } from "./src/config_env.ts";
 import { createMetrics } from "./src/metrics/metrics.ts";
 import { createApp, createMetricsApp } from "./src/server/app.ts";
@@ -118,9 +118,7 @@ async function main(): Promise<void> {
     ({ config, fromEnv } = await loadConfig(path));
     if (args.host !== undefined) config = { ...config, ws: { ...config.ws, host: args.host } };
     if (args.port !== undefined) {
-      const port = Number(args.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError([`--port: not a port: ${args.port}`]);
-      config = { ...config, ws: { ...config.ws, port } };
+      config = { ...config, ws: { ...config.ws, port: parsePort("--port", args.port) } };
     }
   } catch (error) {
     const message = error instanceof ConfigError ? error.message : `cannot load config ${path}: ${error}`;

@@ -67,6 +67,20 @@ const seconds = (what: string) => v.pipe(v.number(`${what} must be a number of s
 const positiveSeconds = (what: string) =>
   v.pipe(v.number(`${what} must be a number of seconds`), v.finite(), v.gtValue(0, `${what} must be above 0`));
 const bytes = (what: string) => v.pipe(v.number(`${what} must be a number of bytes`), v.integer(), v.minValue(1));
+/** A TCP port number, 0 meaning "any free one". */
+const portNumber = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
+/** What a broker does when it loses its connection: reconnect (Shoal) or shut the server down (SocketShark). */
+const onConnectionLoss = v.optional(v.picklist(["reconnect", "shutdown"]), DEFAULTS.redis.onConnectionLoss);
+
+/** A port given as text (a flag, an environment variable); throws `ConfigError` naming `what`. */
+export function parsePort(what: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isInteger(value) || value < 0 || value > 65535) {
+    throw new ConfigError([`${what}: not a port: ${JSON.stringify(text)}`]);
+  }
+  return value;
+}
+
 /** A count where 0 means "no limit". */
 const countOrZero = (what: string) => v.pipe(v.number(`${what} must be a number`), v.integer(`${what} must be an integer`), v.minValue(0));
 /** RFC 6750 `b64token` (token68): a bearer token made of anything else can never be sent in a header. */
@@ -140,7 +154,7 @@ const redisConnection = {
   pingTimeout: v.optional(seconds("pingTimeout"), DEFAULTS.redis.pingTimeout),
   connectTimeout: v.optional(positiveSeconds("connectTimeout"), DEFAULTS.redis.connectTimeout),
   maxReconnectDelay: v.optional(positiveSeconds("maxReconnectDelay"), DEFAULTS.redis.maxReconnectDelay),
-  onConnectionLoss: v.optional(v.picklist(["reconnect", "shutdown"]), DEFAULTS.redis.onConnectionLoss),
+  onConnectionLoss,
 };
 
 const RedisBrokerSchema = v.strictObject({
@@ -169,14 +183,14 @@ const UpstashBrokerSchema = v.strictObject({
   channelPrefix,
   connectTimeout: v.optional(positiveSeconds("connectTimeout"), DEFAULTS.redis.connectTimeout),
   maxReconnectDelay: v.optional(positiveSeconds("maxReconnectDelay"), DEFAULTS.redis.maxReconnectDelay),
-  onConnectionLoss: v.optional(v.picklist(["reconnect", "shutdown"]), DEFAULTS.redis.onConnectionLoss),
+  onConnectionLoss,
 });
 
 const ConfigSchema = v.strictObject({
   ws: v.optional(
     v.strictObject({
       host: v.optional(v.string(), DEFAULTS.ws.host),
-      port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)), DEFAULTS.ws.port),
+      port: v.optional(portNumber, DEFAULTS.ws.port),
       ping: v.optional(
         v.strictObject({
           interval: v.optional(seconds("ws.ping.interval"), DEFAULTS.ws.ping.interval),
@@ -282,7 +296,7 @@ const ConfigSchema = v.strictObject({
       prometheus: v.optional(
         v.strictObject({
           host: v.optional(v.string()),
-          port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))),
+          port: v.optional(portNumber),
           prefix: v.optional(v.string()),
         }),
       ),

@@ -1,4 +1,4 @@
-import { ConfigError } from "./config.ts";
+import { parsePort } from "./config.ts";
 
 /** The `SHOAL_*` variables that override a config module, for containers; each one names the key it sets. */
 export const ENV_VARIABLES = {
@@ -17,13 +17,6 @@ type Input = Record<string, unknown>;
 const object = (value: unknown): Input =>
   value !== null && typeof value === "object" && !Array.isArray(value) ? value as Input : {};
 
-function port(name: string, text: string): number {
-  const value = Number(text);
-  if (text.trim() === "" || !Number.isInteger(value) || value < 0 || value > 65535) {
-    throw new ConfigError([`${name}: not a port: ${JSON.stringify(text)}`]);
-  }
-  return value;
-}
 
 /** The broker section with `SHOAL_BROKER_URL`/`SHOAL_UPSTASH_TOKEN` applied. */
 function broker(current: Input, url: string | undefined, token: string | undefined): Input {
@@ -62,7 +55,7 @@ export function applyEnv(input: unknown, env: (name: string) => string | undefin
     config.ws = {
       ...object(config.ws),
       ...(host !== undefined ? { host } : {}),
-      ...(listenPort !== undefined ? { port: port("SHOAL_PORT", listenPort) } : {}),
+      ...(listenPort !== undefined ? { port: parsePort("SHOAL_PORT", listenPort) } : {}),
     };
   }
   const brokerUrl = read("SHOAL_BROKER_URL");
@@ -86,7 +79,7 @@ export function applyEnv(input: unknown, env: (name: string) => string | undefin
     const metrics = object(config.metrics);
     config.metrics = {
       ...metrics,
-      prometheus: { ...object(metrics.prometheus), port: port("SHOAL_METRICS_PORT", metricsPort) },
+      prometheus: { ...object(metrics.prometheus), port: parsePort("SHOAL_METRICS_PORT", metricsPort) },
     };
   }
   return { input: config, applied };

@@ -13,6 +13,22 @@ export function debugEnabled(): boolean {
   return debug;
 }
 
+/** A URL fit for logs: a password (with its user name) becomes `*****:*****`, as SocketShark's `_scrub_url`. */
+export function scrubUrl(raw: string): string {
+  // The user info ends at the last "@" before the path, so a password may itself contain "@".
+  const match = /^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)([^/?#]*)@/.exec(raw);
+  if (!match) return raw;
+  const userinfo = match[2];
+  if (!userinfo.includes(":")) return raw; // a user name alone is not a secret
+  return match[1] + "*****:*****@" + raw.slice(match[0].length);
+}
+
+/** An error's message for a log line; an AggregateError (several failed connection attempts) lists them all. */
+export function errorText(error: unknown): string {
+  if (error instanceof AggregateError) return error.errors.map(errorText).join("; ");
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** What a log line shows in place of a credential (a ticket, a token, an auth answer). */
 export const REDACTED = "[redacted]";
 

@@ -1,7 +1,7 @@
 import { getLogger } from "@logtape/logtape";
 import { createClient, createCluster, type RedisClientOptions } from "redis";
 import type { RedisBrokerConfig, RedisClusterBrokerConfig } from "../config.ts";
-import { scrubUrl } from "../services/scrub_url.ts";
+import { errorText, scrubUrl } from "../log.ts";
 import type { Broker, BrokerHandlers, BrokerStatus } from "./broker.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
 
@@ -357,9 +357,4 @@ export class RedisBroker implements Broker {
     const status: BrokerStatus = ready ? { ready } : { ready, reason: reason ?? "redis disconnected" };
     this.#handlers?.onStatus?.(status);
   }
-}
-
-function errorText(error: unknown): string {
-  if (error instanceof AggregateError) return error.errors.map(errorText).join("; ");
-  return error instanceof Error ? error.message : String(error);
 }

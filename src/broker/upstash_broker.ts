@@ -2,7 +2,7 @@ import { getLogger } from "@logtape/logtape";
 import { Redis } from "@upstash/redis";
 import type { UpstashBrokerConfig } from "../config.ts";
 import { FETCH_BUDGET, FetchSlots } from "../services/fetch_slots.ts";
-import { scrubUrl } from "../services/scrub_url.ts";
+import { errorText, scrubUrl } from "../log.ts";
 import type { Broker, BrokerHandlers } from "./broker.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
 
@@ -308,8 +308,4 @@ function withTimeout<T>(promise: Promise<T>, seconds: number, what: string): Pro
     timer = setTimeout(() => reject(new Error(`${what} within ${seconds} s`)), seconds * 1000);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -4,8 +4,7 @@ import { type Clock, sleep, systemClock } from "../core/clock.ts";
 import { MAX_JSON_DEPTH, parseJson } from "../protocol/json.ts";
 import { pyFloat } from "../protocol/pyvalues.ts";
 import { FETCH_BUDGET, FetchSlots } from "./fetch_slots.ts";
-import { scrubUrl } from "./scrub_url.ts";
-import { clip, debugEnabled, REDACTED } from "../log.ts";
+import { clip, debugEnabled, REDACTED, scrubUrl } from "../log.ts";
 
 /** The callbacks a service may configure; used in logs and metrics. */
 export type CallbackName =

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { scrubUrl } from "../../src/services/scrub_url.ts";
+import { scrubUrl } from "../../src/log.ts";
 
 // SocketShark's tests/test_utils.py (socketshark.md section 9, items 41-46).
 
