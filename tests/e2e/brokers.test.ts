@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { test } from "node:test";
-import { deliveredMessage, publish } from "../support/e2e.ts";
+import { deliveredMessage, eventually, publish, readyz, shardChannels, subscribed } from "../support/e2e.ts";
 import { RedisCluster, RedisServer } from "../support/redis_server.ts";
 import { ShoalProcess } from "../support/shoal_process.ts";
 import { TestService } from "../support/test_service.ts";
@@ -14,33 +14,10 @@ const OPEN = { open: { requireAuthentication: false } };
 const TOKEN = "brokers-token";
 const TIMING = { pingInterval: 1, pingTimeout: 1, connectTimeout: 10, maxReconnectDelay: 0.5 };
 
-async function subscribed(shoal: ShoalProcess, name: string): Promise<WsClient> {
-  const client = await WsClient.connect(shoal.url);
-  client.send({ event: "subscribe", subscription: name });
-  assert.deepEqual(await client.next(), { event: "subscribe", status: "ok", subscription: name });
-  return client;
-}
-
-async function eventually(condition: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function readyz(shoal: ShoalProcess): Promise<number> {
-  return (await fetch(`${shoal.httpUrl}/readyz`, { signal: AbortSignal.timeout(3000) })).status;
-}
-
-/** Every shard channel subscribed anywhere in the cluster. */
-async function shardChannels(cluster: RedisCluster): Promise<string[]> {
-  const all: string[] = [];
-  for (const node of cluster.nodes) {
-    if (node.running) all.push(...await node.command("PUBSUB", "SHARDCHANNELS") as string[]);
-  }
-  return all.sort();
-}
+/** How `eventually` waits in this file: up to 10 s, polling every 25 ms. */
+const WAIT = { ms: 10_000, every: 25 };
+/** As `WAIT`, for recoveries that take reconnects: up to 20 s. */
+const LONG_WAIT = { ms: 20_000, every: 25 };
 
 test("redis-cluster sharded: channels on three shards, SPUBLISH delivers, PUBSUB SHARDCHANNELS empty after", async () => {
   await using cluster = await RedisCluster.start(3);
@@ -69,7 +46,7 @@ test("redis-cluster sharded: channels on three shards, SPUBLISH delivers, PUBSUB
   } finally {
     for (const client of clients) await client.close();
   }
-  await eventually(async () => (await shardChannels(cluster)).length === 0, "PUBSUB SHARDCHANNELS to be empty");
+  await eventually(async () => (await shardChannels(cluster)).length === 0, "PUBSUB SHARDCHANNELS to be empty", WAIT);
 });
 
 test("redis-cluster sharded: a node restart is survived; its channel is re-subscribed and delivers again", async () => {
@@ -83,11 +60,11 @@ test("redis-cluster sharded: a node restart is survived; its channel is re-subsc
   });
   await using client = await subscribed(shoal, name);
   await node.stop();
-  await eventually(async () => await readyz(shoal) === 503, "readyz 503 while a node is down");
+  await eventually(async () => await readyz(shoal) === 503, "readyz 503 while a node is down", WAIT);
   await node.restart();
   await cluster.waitUntilOk();
-  await eventually(async () => await readyz(shoal) === 200, "readyz 200 after the node is back", 20_000);
-  await eventually(async () => (await shardChannels(cluster)).includes(name), "the channel re-subscribed", 20_000);
+  await eventually(async () => await readyz(shoal) === 200, "readyz 200 after the node is back", LONG_WAIT);
+  await eventually(async () => (await shardChannels(cluster)).includes(name), "the channel re-subscribed", LONG_WAIT);
   assert.equal(await node.cli("SPUBLISH", name, JSON.stringify({ subscription: name, data: "back" })), "1");
   assert.deepEqual(deliveredMessage(await client.next()), { event: "message", subscription: name, data: "back" });
 });
@@ -107,10 +84,14 @@ test("redis-cluster classic: SUBSCRIBE through the cluster; PUBLISH on any node 
   } finally {
     await client.close();
   }
-  await eventually(async () => {
-    for (const node of cluster.nodes) if ((await node.command("PUBSUB", "CHANNELS") as string[]).length) return false;
-    return true;
-  }, "PUBSUB CHANNELS empty on every node");
+  await eventually(
+    async () => {
+      for (const node of cluster.nodes) if ((await node.command("PUBSUB", "CHANNELS") as string[]).length) return false;
+      return true;
+    },
+    "PUBSUB CHANNELS empty on every node",
+    WAIT,
+  );
 });
 
 test("upstash: publish through the REST API reaches clients; a dropped event stream is re-opened", async () => {
@@ -136,8 +117,8 @@ test("upstash: publish through the REST API reaches clients; a dropped event str
   for (const graceful of [false, true]) {
     const opened = upstash.streamsOpened;
     assert.equal(upstash.dropStreams({ graceful }), 1);
-    await eventually(() => upstash.streamsOpened > opened && upstash.openStreams === 1, "the stream re-opened");
-    await eventually(async () => await readyz(shoal) === 200, "ready again");
+    await eventually(() => upstash.streamsOpened > opened && upstash.openStreams === 1, "the stream re-opened", WAIT);
+    await eventually(async () => await readyz(shoal) === 200, "ready again", WAIT);
     await redis.cli("PUBLISH", "u:open.up", JSON.stringify({ subscription: "open.up", data: `after ${graceful}` }));
     assert.deepEqual(deliveredMessage(await client.next()), {
       event: "message",
@@ -146,7 +127,7 @@ test("upstash: publish through the REST API reaches clients; a dropped event str
     });
   }
   await client.close();
-  await eventually(() => upstash.openStreams === 0, "the stream closed after the last client left");
+  await eventually(() => upstash.openStreams === 0, "the stream closed after the last client left", WAIT);
 });
 
 test("upstash: a wrong token fails start-up; an unreachable stream makes readiness false until it is back", async () => {
@@ -163,9 +144,9 @@ test("upstash: a wrong token fails start-up; an unreachable stream makes readine
   await using client = await subscribed(shoal, "open.r");
   await redis.stop(); // the REST server stays up but cannot subscribe: streams fail
   upstash.dropStreams();
-  await eventually(async () => await readyz(shoal) === 503, "readyz 503 while the stream cannot be re-opened");
+  await eventually(async () => await readyz(shoal) === 503, "readyz 503 while the stream cannot be re-opened", WAIT);
   await redis.restart();
-  await eventually(async () => await readyz(shoal) === 200, "readyz 200 after recovery", 20_000);
+  await eventually(async () => await readyz(shoal) === 200, "readyz 200 after recovery", LONG_WAIT);
   await redis.cli("PUBLISH", "open.r", JSON.stringify({ subscription: "open.r", data: "recovered" }));
   assert.deepEqual(deliveredMessage(await client.next()), { event: "message", subscription: "open.r", data: "recovered" });
 });
@@ -219,7 +200,7 @@ test("upstash: 300 channels share a bounded number of streams; auth and POST /pu
   } finally {
     await client.close();
   }
-  await eventually(() => upstash.openStreams === 0, "every stream closed after the client left");
+  await eventually(() => upstash.openStreams === 0, "every stream closed after the client left", WAIT);
 });
 
 test("upstash: the shared stream is re-opened after a drop, and closes with its last channel", async () => {
@@ -240,8 +221,12 @@ test("upstash: the shared stream is re-opened after a drop, and closes with its 
     assert.deepEqual(upstash.streams.filter((s) => s.kind === "psubscribe"), [{ kind: "psubscribe", channel: "*" }]);
     const opened = upstash.streamsOpened;
     upstash.dropStreams();
-    await eventually(() => upstash.streamsOpened >= opened + 33 && upstash.openStreams === 33, "every stream re-opened");
-    await eventually(async () => await readyz(shoal) === 200, "ready again");
+    await eventually(
+      () => upstash.streamsOpened >= opened + 33 && upstash.openStreams === 33,
+      "every stream re-opened",
+      WAIT,
+    );
+    await eventually(async () => await readyz(shoal) === 200, "ready again", WAIT);
     await redis.cli("PUBLISH", "open.s33", JSON.stringify({ subscription: "open.s33", data: "shared, again" }));
     assert.deepEqual(deliveredMessage(await client.next()), { event: "message", subscription: "open.s33", data: "shared, again" });
     // The two shared channels leave: the shared stream closes; the 32 others keep theirs.
@@ -249,12 +234,12 @@ test("upstash: the shared stream is re-opened after a drop, and closes with its 
       client.send({ event: "unsubscribe", subscription: name });
       assert.deepEqual(await client.next(), { event: "unsubscribe", status: "ok", subscription: name });
     }
-    await eventually(() => upstash.openStreams === 32, "the shared stream closed");
+    await eventually(() => upstash.openStreams === 32, "the shared stream closed", WAIT);
     assert.deepEqual(upstash.streams.filter((s) => s.kind === "psubscribe"), []);
   } finally {
     await client.close();
   }
-  await eventually(() => upstash.openStreams === 0, "every stream closed after the client left");
+  await eventually(() => upstash.openStreams === 0, "every stream closed after the client left", WAIT);
 });
 
 test("upstash: a stream idle for longer than Bun's fetch timeout (~6 min) stays open (SHOAL_SLOW_TESTS=1)", {

@@ -3,7 +3,7 @@
 // owns its service, server and clients (SHOAL_TARGET: bun, deno or binary); `await using` disposes them.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { deliveredMessage, publish } from "../support/e2e.ts";
+import { deliveredMessage, publish, subscribed } from "../support/e2e.ts";
 import { RawWsClient } from "../support/raw_ws_client.ts";
 import { ShoalProcess } from "../support/shoal_process.ts";
 import { TestService } from "../support/test_service.ts";
@@ -13,14 +13,6 @@ const TOKEN = "e2e-secret-token";
 const OPEN = { open: { requireAuthentication: false } };
 /** Fast retries so failure paths stay well inside a test's time budget. */
 const FAST_HTTP = { tries: 1, wait: 0.05, timeout: 5 };
-
-/** A client subscribed to `subscription`, with the subscribe OK taken. */
-async function subscribed(shoal: ShoalProcess, subscription = "open.a"): Promise<WsClient> {
-  const client = await WsClient.connect(shoal.url);
-  client.send({ event: "subscribe", subscription });
-  assert.deepEqual(await client.next(), { event: "subscribe", status: "ok", subscription });
-  return client;
-}
 
 async function published(shoal: ShoalProcess, messages: unknown[]): Promise<void> {
   const answer = await publish(shoal, messages, { token: TOKEN });

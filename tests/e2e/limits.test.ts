@@ -2,7 +2,7 @@
 // shutdown, per-connection limits, and the refusal metric.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { publish } from "../support/e2e.ts";
+import { metricsText, publish } from "../support/e2e.ts";
 import { rawGet, rawRequest, upgradeHeaders } from "../support/raw_http.ts";
 import { RawWsClient } from "../support/raw_ws_client.ts";
 import { ShoalProcess } from "../support/shoal_process.ts";
@@ -14,7 +14,7 @@ const METRICS = { prometheus: {} };
 const TOKEN = "limits-token";
 
 async function refusals(shoal: ShoalProcess): Promise<Record<string, number>> {
-  const text = await (await fetch(`${shoal.httpUrl}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+  const text = await metricsText(shoal);
   const counts: Record<string, number> = {};
   for (const match of text.matchAll(/refusals_total\{reason="([a-z_]+)"\} (\d+)/g)) counts[match[1]] = Number(match[2]);
   return counts;

@@ -1,20 +1,11 @@
 // POST /publish end to end: authentication, validation, limits, and delivery to real WebSocket clients.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { deliveredMessage, publish } from "../support/e2e.ts";
+import { deliveredMessage, publish, subscribed } from "../support/e2e.ts";
 import { ShoalProcess } from "../support/shoal_process.ts";
-import { WsClient } from "../support/ws_client.ts";
 
 const TOKEN = "e2e-secret-token";
 const OPEN = { open: { requireAuthentication: false } };
-
-/** A client subscribed to `open.<topic>`. */
-async function subscribed(shoal: ShoalProcess, topic = "a"): Promise<WsClient> {
-  const client = await WsClient.connect(shoal.url);
-  client.send({ event: "subscribe", subscription: `open.${topic}` });
-  assert.deepEqual(await client.next(), { event: "subscribe", status: "ok", subscription: `open.${topic}` });
-  return client;
-}
 
 test("publish: 401 without a token or with a wrong one, and nothing is delivered", async () => {
   await using shoal = await ShoalProcess.start({ services: OPEN, publish: { token: TOKEN } });
@@ -61,8 +52,8 @@ test("publish: 400 for invalid JSON and for messages without subscription or dat
 
 test("publish: an array of messages is delivered in order; data may be null", async () => {
   await using shoal = await ShoalProcess.start({ services: OPEN, publish: { token: TOKEN } });
-  await using a = await subscribed(shoal, "a");
-  await using b = await subscribed(shoal, "b");
+  await using a = await subscribed(shoal, "open.a");
+  await using b = await subscribed(shoal, "open.b");
 
   const messages = [
     { subscription: "open.a", data: 1 },

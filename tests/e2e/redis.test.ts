@@ -6,7 +6,16 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { deliveredMessage, publish } from "../support/e2e.ts";
+import {
+  channels,
+  deliveredMessage,
+  eventually,
+  metricsText,
+  publish,
+  readyz,
+  subscribed,
+  waitReady,
+} from "../support/e2e.ts";
 import { RedisServer } from "../support/redis_server.ts";
 import { REPO_ROOT, ShoalProcess, shoalCommand, shoalTarget } from "../support/shoal_process.ts";
 import { TestService } from "../support/test_service.ts";
@@ -17,44 +26,6 @@ const TOKEN = "redis-token";
 
 function redisBroker(url: string, extra: Record<string, unknown> = {}) {
   return { kind: "redis", url, pingInterval: 1, pingTimeout: 1, connectTimeout: 5, maxReconnectDelay: 0.5, ...extra };
-}
-
-async function subscribed(shoal: ShoalProcess, name: string): Promise<WsClient> {
-  const client = await WsClient.connect(shoal.url);
-  client.send({ event: "subscribe", subscription: name });
-  assert.deepEqual(await client.next(), { event: "subscribe", status: "ok", subscription: name });
-  return client;
-}
-
-/** Poll an async condition (real time) until it holds; fails naming `what` after `ms`. */
-async function eventually(condition: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-async function metricsText(shoal: ShoalProcess): Promise<string> {
-  return await (await fetch(`${shoal.httpUrl}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
-}
-
-async function readyz(shoal: ShoalProcess): Promise<number> {
-  return (await fetch(`${shoal.httpUrl}/readyz`, { signal: AbortSignal.timeout(3000) })).status;
-}
-
-async function waitReady(shoal: ShoalProcess, status: 200 | 503, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await readyz(shoal) === status) return;
-    if (Date.now() > end) throw new Error(`readyz never answered ${status}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** PUBSUB CHANNELS as a sorted list. */
-async function channels(redis: RedisServer): Promise<string[]> {
-  return (await redis.command("PUBSUB", "CHANNELS") as string[]).slice().sort();
 }
 
 test("redis: a message PUBLISHed with redis-cli reaches a client, with channelPrefix and db; PUBSUB is empty after", async () => {

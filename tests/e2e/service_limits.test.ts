@@ -3,6 +3,7 @@
 // failed call (http.maxResponseBytes), and a redirect is never followed.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { eventually, metricsText } from "../support/e2e.ts";
 import { ShoalProcess } from "../support/shoal_process.ts";
 import { TestService } from "../support/test_service.ts";
 import { type Frame, WsClient } from "../support/ws_client.ts";
@@ -19,14 +20,8 @@ async function connectMany(url: string, count: number): Promise<WsClient[]> {
   return clients;
 }
 
-/** Resolve once `condition` holds, polling; reject after `ms`. */
-async function eventually(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+/** How `eventually` waits in this file: up to 5 s, polling every 10 ms. */
+const WAIT = { every: 10 };
 
 /** The next frame, and how long it took to come. */
 async function timed(client: WsClient, frame: Frame): Promise<{ reply: Frame; ms: number }> {
@@ -66,7 +61,7 @@ test("service limits: 300 clients hanging on one service's authorizer; auth and 
     }
     // 64 calls reach the hanging service; the other 236 are refused at once.
     await slow.waitFor("/authorizer", 64, 10_000);
-    await eventually(() => replies.length >= HANGING - 64, `${HANGING - 64} refusals`);
+    await eventually(() => replies.length >= HANGING - 64, `${HANGING - 64} refusals`, WAIT);
     for (const frame of replies) {
       assert.deepEqual({ ...frame, subscription: undefined }, {
         event: "subscribe",
@@ -86,7 +81,7 @@ test("service limits: 300 clients hanging on one service's authorizer; auth and 
     assert.deepEqual(subscribe.reply, { event: "subscribe", subscription: "B.x", status: "ok" });
     assert.ok(subscribe.ms < 2000, `subscribe to B took ${subscribe.ms} ms`);
 
-    const metrics = await (await fetch(`${shoal.httpUrl}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+    const metrics = await metricsText(shoal);
     assert.match(metrics, /^shoal_refusals_total\{reason="callbacks"\} 236$/m);
     assert.equal(shoal.logsWith("too many callbacks in flight to one service; refusing more").length, 1);
   } finally {
@@ -107,7 +102,7 @@ test("service limits: an endless authorizer answer is Service unavailable. withi
   assert.deepEqual(reply, { event: "subscribe", subscription: "A.x", status: "error", error: "Service unavailable." });
   assert.ok(ms < 5000, `took ${ms} ms with a 60 s timeout`);
   await service.waitFor("/authorizer", 2);
-  await eventually(() => service.cutShort.length === 2, "both tries to be cut short");
+  await eventually(() => service.cutShort.length === 2, "both tries to be cut short", WAIT);
   const logged = shoal.logsWith("invalid service response");
   assert.equal(logged.length, 2);
   assert.match(String(logged[0].problem), /longer than http\.maxResponseBytes \(65536 bytes\)/);

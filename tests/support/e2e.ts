@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import type { RedisCluster, RedisServer } from "./redis_server.ts";
 import type { ShoalProcess } from "./shoal_process.ts";
-import type { Frame } from "./ws_client.ts";
+import { type Frame, WsClient } from "./ws_client.ts";
 
 /** ISO-8601 in UTC, as Shoal writes `received_at` and `sent_at` (`2026-01-02T03:04:05.123000+00:00`). */
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|\+00:00)$/;
@@ -72,4 +73,63 @@ export async function publish(
     signal: AbortSignal.timeout(5000),
   });
   return readAnswer(response);
+}
+
+/** A client subscribed to `subscription` (the full name, service prefix included), with the subscribe OK taken. */
+export async function subscribed(shoal: ShoalProcess, subscription = "open.a"): Promise<WsClient> {
+  const client = await WsClient.connect(shoal.url);
+  client.send({ event: "subscribe", subscription });
+  assert.deepEqual(await client.next(), { event: "subscribe", status: "ok", subscription });
+  return client;
+}
+
+/**
+ * Poll `condition` (real time) every `every` ms until it holds; fails naming `what` after `ms`.
+ * Defaults: 5 s, every 20 ms.
+ */
+export async function eventually(
+  condition: () => Promise<boolean> | boolean,
+  what: string,
+  options: { ms?: number; every?: number } = {},
+): Promise<void> {
+  const { ms = 5000, every = 20 } = options;
+  const end = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, every));
+  }
+}
+
+/** The status `GET /readyz` answers (200 ready, 503 not). */
+export async function readyz(shoal: ShoalProcess): Promise<number> {
+  return (await fetch(`${shoal.httpUrl}/readyz`, { signal: AbortSignal.timeout(3000) })).status;
+}
+
+/** Poll `GET /readyz` every 50 ms until it answers `status`; fails after `ms`. */
+export async function waitReady(shoal: ShoalProcess, status: 200 | 503, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await readyz(shoal) === status) return;
+    if (Date.now() > end) throw new Error(`readyz never answered ${status}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The text `GET /metrics` answers on the main port. */
+export async function metricsText(shoal: ShoalProcess): Promise<string> {
+  return await (await fetch(`${shoal.httpUrl}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+}
+
+/** A Redis server's `PUBSUB CHANNELS`, as a sorted list. */
+export async function channels(redis: RedisServer): Promise<string[]> {
+  return (await redis.command("PUBSUB", "CHANNELS") as string[]).slice().sort();
+}
+
+/** Every shard channel subscribed anywhere in the cluster (`PUBSUB SHARDCHANNELS` on each running node), sorted. */
+export async function shardChannels(cluster: RedisCluster): Promise<string[]> {
+  const all: string[] = [];
+  for (const node of cluster.nodes) {
+    if (node.running) all.push(...await node.command("PUBSUB", "SHARDCHANNELS") as string[]);
+  }
+  return all.sort();
 }
