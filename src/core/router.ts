@@ -1,7 +1,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Broker, BrokerStatus } from "../broker/broker.ts";
 import type { Config } from "../config.ts";
-import { CloseCodes } from "../protocol/close_codes.ts";
+import { Closes } from "../protocol/close_codes.ts";
 import { debugEnabled } from "../log.ts";
 import { ServiceClient } from "../services/service_client.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -170,7 +170,7 @@ export class Router {
     const abandonedBefore = this.services.abandoned;
     log.info("shutting down", { sessions });
     this.observer.ready?.(false);
-    const drained = Promise.all([...this.#sessions].map((s) => s.close(CloseCodes.normal)));
+    const drained = Promise.all([...this.#sessions].map((s) => s.close(Closes.normal)));
     let timer: unknown;
     const timeout = new Promise<"timeout">((resolve) => {
       timer = this.clock.setTimeout(() => resolve("timeout"), this.config.shutdown.drainTimeout * 1000);

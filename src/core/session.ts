@@ -1,6 +1,6 @@
 import { getLogger, withContext } from "@logtape/logtape";
 import { debugEnabled, REDACTED } from "../log.ts";
-import { CloseCodes } from "../protocol/close_codes.ts";
+import { type Close, Closes } from "../protocol/close_codes.ts";
 import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
 import { Errors, EventError, LimitErrors } from "../protocol/errors.ts";
 import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame, revokedFrame } from "../protocol/frames.ts";
@@ -89,14 +89,14 @@ export class Session {
     if (this.#queue.length >= maxPendingEvents) {
       observer.refused?.("pending_events");
       log.warn("too many pending events; closing", { session: this.id });
-      void this.close(CloseCodes.tooManyPendingEvents, "too many pending events");
+      void this.close(Closes.tooManyPendingEvents);
       return;
     }
     // Only what waits counts: a frame that starts at once is not pending (nor is its weight a reason to close).
     if (this.#running && this.#queuedBytes + bytes > this.#router.config.limits.maxPendingBytes) {
       observer.refused?.("pending_bytes");
       log.warn("too many pending bytes; closing", { session: this.id, bytes: this.#queuedBytes + bytes });
-      void this.close(CloseCodes.tooManyPendingEvents, "too many pending bytes");
+      void this.close(Closes.tooManyPendingBytes);
       return;
     }
     this.#queuedBytes += bytes;
@@ -164,8 +164,8 @@ export class Session {
   }
 
   /** Close the connection from the server side and tear the session down. */
-  close(code: number = CloseCodes.normal, reason = ""): Promise<void> {
-    if (!this.#closing) this.#transport.close(code, reason);
+  close(close: Close = Closes.normal): Promise<void> {
+    if (!this.#closing) this.#transport.close(close.code, close.reason);
     return this.disconnected();
   }
 
@@ -284,7 +284,7 @@ export class Session {
       }
       log.error("unhandled event processing exception", { session: this.id, event: name, error: String(error) });
       this.send(errorFrame(name, Errors.unhandledException, { subscription }));
-      void this.close(CloseCodes.normal);
+      void this.close(Closes.normal);
     }
   }
 }

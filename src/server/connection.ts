@@ -3,7 +3,7 @@ import type { WSContext } from "hono/ws";
 import type { Router } from "../core/router.ts";
 import type { Session, Transport } from "../core/session.ts";
 import { debugEnabled } from "../log.ts";
-import { CloseCodes } from "../protocol/close_codes.ts";
+import { Closes } from "../protocol/close_codes.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
 import { BufferBudget, type Budgeted } from "./buffer_budget.ts";
 import { KeepAlive, type KeepAlivePeer } from "./keep_alive.ts";
@@ -61,7 +61,8 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
       this.#socket = ws.raw;
       this.#session = router.connect(this);
       if (!this.#session) {
-        return router.stopping ? this.close(CloseCodes.normal, "") : this.close(CloseCodes.slowConsumer, "too many connections");
+        const close = router.stopping ? Closes.normal : Closes.tooManyConnections;
+        return this.close(close.code, close.reason);
       }
       if (support.ping && ping.interval > 0) {
         this.#keepAlive = new KeepAlive(router.clock, ping, this);
@@ -81,7 +82,7 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
       const data = event.data as string | ArrayBuffer | Uint8Array | Blob;
       if (data instanceof Blob) return; // binaryType is arraybuffer on both runtimes; a Blob never arrives
       if (exceeds(data, this.#context.maxMessageBytes)) {
-        void session.close(CloseCodes.messageTooBig, "message too big");
+        void session.close(Closes.messageTooBig);
         return;
       }
       session.receive(data);
@@ -156,7 +157,7 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
 
   pingTimedOut(): void {
     log.info("ping timeout", { session: this.#session?.id });
-    void this.#session?.close(CloseCodes.normal);
+    void this.#session?.close(Closes.pingTimeout);
   }
 
   // Watched
@@ -191,7 +192,7 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
     const { router, support, maxBufferedBytes, ping } = this.#context;
     log.warn("slow consumer; closing", { session: session.id, maxBufferedBytes });
     router.observer.dropped?.("backpressure");
-    void session.close(CloseCodes.slowConsumer, "slow consumer");
+    void session.close(Closes.slowConsumer);
     if (support.terminate) {
       this.#terminateTimer = router.clock.setTimeout(() => {
         try {
