@@ -213,6 +213,7 @@ async function main(): Promise<void> {
     ...(metricsListener ? { metrics_port: metricsListener.port } : {}),
     secure: tls !== undefined,
     runtime: runtime.name,
+    runtime_version: runtime.version,
     version: VERSION,
   });
 }

@@ -75,13 +75,6 @@ export class Delivery<M> {
     this.#sendLater(message);
   }
 
-  /** Timers currently scheduled, for leak checks. */
-  get pendingTimers(): number {
-    let n = 0;
-    for (const state of this.#throttles?.values() ?? []) if (state.timer !== undefined) n++;
-    return n;
-  }
-
   /** Cancel every held message and timer; later offers are refused. */
   close(): void {
     this.#closed = true;

@@ -185,12 +185,6 @@ export class Subscription {
     this.#renewalTimer = this.#heartbeatTimer = undefined;
   }
 
-  /** Timers this subscription holds, for leak checks. */
-  get timerCount(): number {
-    return (this.#delivery?.pendingTimers ?? 0) + (this.#renewalTimer !== undefined ? 1 : 0) +
-      (this.#heartbeatTimer !== undefined ? 1 : 0);
-  }
-
   #pass(message: PublishedMessage): Verdict | "fields" {
     if (!this.matches(message.fields)) {
       this.#router.observer.filtered?.("fields");

@@ -291,7 +291,6 @@ export const runtime: Runtime = {
   socket,
   serve,
   readTextFile: (path) => Bun.file(path).text(),
-  env: (name) => Bun.env[name],
   onSignal(handler) {
     const onInt = () => handler("SIGINT");
     const onTerm = () => handler("SIGTERM");

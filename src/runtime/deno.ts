@@ -105,7 +105,6 @@ export const runtime: Runtime = {
   socket,
   serve,
   readTextFile: (path) => Deno.readTextFile(path),
-  env: (name) => Deno.env.get(name),
   onSignal(handler) {
     const onInt = () => handler("SIGINT");
     const onTerm = () => handler("SIGTERM");

@@ -88,7 +88,6 @@ export interface Runtime {
   readonly socket: SocketSupport;
   serve(app: Hono, options: ServeOptions): Listener;
   readTextFile(path: string): Promise<string>;
-  env(name: string): string | undefined;
   /** Call `handler` on SIGINT and SIGTERM; returns a function that removes it. */
   onSignal(handler: (signal: "SIGINT" | "SIGTERM") => void): () => void;
   exit(code: number): never;

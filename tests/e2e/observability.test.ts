@@ -106,6 +106,8 @@ test("metrics: a scripted session gives exact counter values; callback histogram
 test("metrics: a separate listener with metrics.prometheus.port and SocketShark's names with prefix socketshark", async () => {
   await using shoal = await ShoalProcess.start({ metrics: { prometheus: { port: 0, prefix: "socketshark" } } });
   const ready = shoal.logsWith("shoal ready")[0];
+  assert.equal(ready.runtime, shoal.target === "deno" ? "deno" : "bun");
+  assert.match(String(ready.runtime_version), /^\d+\.\d+\.\d+/, "the runtime's own version is logged");
   assert.equal(typeof ready.metrics_port, "number");
   assert.notEqual(ready.metrics_port, shoal.port);
   const m = await scrape(`http://127.0.0.1:${ready.metrics_port}/metrics`);
