@@ -1,6 +1,7 @@
 import { getLogger } from "@logtape/logtape";
 import { createClient, createCluster, type RedisClientOptions } from "redis";
 import type { RedisBrokerConfig, RedisClusterBrokerConfig } from "../config.ts";
+import { backoffDelay, withTimeout } from "../core/clock.ts";
 import { errorText, scrubUrl } from "../log.ts";
 import type { Broker, BrokerHandlers, BrokerStatus } from "./broker.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
@@ -63,10 +64,10 @@ function clientOptions(settings: Settings, state: { connected: boolean; startedA
         if (!state.connected) {
           const waited = Date.now() - state.startedAt;
           if (waited >= settings.connectTimeout * 1000) return cause;
-          return Math.min(100 * 2 ** retries, settings.connectTimeout * 1000 - waited);
+          return backoffDelay(retries, { maxMs: settings.connectTimeout * 1000 - waited, jitterMs: 0 });
         }
         if (settings.onConnectionLoss === "shutdown") return cause;
-        return Math.min(100 * 2 ** retries, settings.maxReconnectDelay * 1000) + Math.floor(Math.random() * 100);
+        return backoffDelay(retries, { maxMs: settings.maxReconnectDelay * 1000 });
       },
     },
   } satisfies RedisClientOptions<never, never, never, 2>;
@@ -261,14 +262,12 @@ export class RedisBroker implements Broker {
     this.#queue = new ReceiveQueue((message) => handlers.onMessage(message));
     this.#state.startedAt = Date.now();
     const seconds = this.#settings.connectTimeout;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no connection within ${seconds} s`)), seconds * 1000);
-    });
+    // One deadline for every link together.
+    const deadline = Date.now() + seconds * 1000;
     try {
       for (const link of this.#links) {
         try {
-          await Promise.race([link.connect(), timeout]);
+          await withTimeout(link.connect(), Math.max(0, deadline - Date.now()) / 1000, "no connection", seconds);
         } catch (error) {
           throw new Error(`cannot connect to Redis at ${link.label}: ${errorText(error)}`);
         }
@@ -276,8 +275,6 @@ export class RedisBroker implements Broker {
     } catch (error) {
       await Promise.allSettled(this.#links.map((link) => link.close()));
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
     this.#state.connected = true;
     this.#updateStatus();

@@ -2,6 +2,7 @@ import { getLogger } from "@logtape/logtape";
 import { Redis } from "@upstash/redis";
 import type { UpstashBrokerConfig } from "../config.ts";
 import { FETCH_BUDGET, FetchSlots } from "../services/fetch_slots.ts";
+import { backoffDelay, withTimeout } from "../core/clock.ts";
 import { errorText, scrubUrl } from "../log.ts";
 import type { Broker, BrokerHandlers } from "./broker.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
@@ -256,9 +257,9 @@ export class UpstashBroker implements Broker {
       this.#handlers?.onStatus?.({ ready: false, reason: `upstash stream lost: ${reason}`, fatal: true });
       return;
     }
-    const delay = Math.min(100 * 2 ** stream.failures++, this.#config.maxReconnectDelay * 1000);
+    const delay = backoffDelay(stream.failures++, { maxMs: this.#config.maxReconnectDelay * 1000 });
     this.#setReady(reason);
-    stream.timer = setTimeout(() => void this.#run(stream), delay + Math.floor(Math.random() * 100));
+    stream.timer = setTimeout(() => void this.#run(stream), delay);
   }
 
   #setReady(reason?: string): void {
@@ -300,12 +301,4 @@ function eventData(line: string): string | undefined {
 /** A Redis glob pattern matching `text` literally. */
 function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, "\\$&");
-}
-
-function withTimeout<T>(promise: Promise<T>, seconds: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} within ${seconds} s`)), seconds * 1000);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

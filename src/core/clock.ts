@@ -42,3 +42,49 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
+
+/**
+ * `promise`'s outcome, or `onTimeout()`'s once `ms` pass first (on `clock`); the timer is cleared either way.
+ * The one timeout race of the code base: brokers' start-up, the router's drain, the runtimes' close waits.
+ */
+export async function raceTimeout<T, U>(
+  promise: Promise<T>,
+  ms: number,
+  onTimeout: () => U,
+  clock: Clock = systemClock,
+): Promise<T | U> {
+  let handle: unknown;
+  const timeout = new Promise<U>((resolve, reject) => {
+    handle = clock.setTimeout(() => {
+      try {
+        resolve(onTimeout());
+      } catch (error) {
+        reject(error);
+      }
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clock.clearTimeout(handle);
+  }
+}
+
+/**
+ * `promise`, or a rejection with `Error("<what> within <said> s")` if it takes longer than `seconds` (`said`, the
+ * limit as configured, defaults to `seconds`: a caller sharing one deadline between steps names the whole of it).
+ */
+export function withTimeout<T>(promise: Promise<T>, seconds: number, what: string, said = seconds): Promise<T> {
+  return raceTimeout(promise, seconds * 1000, () => {
+    throw new Error(`${what} within ${said} s`);
+  });
+}
+
+/**
+ * The wait before reconnect attempt `attempt` (0 first): 100 ms doubling per attempt, capped at `maxMs`, plus up
+ * to `jitterMs` of random spread so that many clients do not come back in step. One policy for every broker.
+ */
+export function backoffDelay(attempt: number, options: { readonly maxMs: number; readonly jitterMs?: number }): number {
+  const jitter = options.jitterMs ?? 100;
+  return Math.min(100 * 2 ** attempt, options.maxMs) + (jitter > 0 ? Math.floor(Math.random() * jitter) : 0);
+}

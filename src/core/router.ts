@@ -4,7 +4,7 @@ import type { Config } from "../config.ts";
 import { Closes } from "../protocol/close_codes.ts";
 import { debugEnabled } from "../log.ts";
 import { ServiceClient } from "../services/service_client.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, raceTimeout, systemClock } from "./clock.ts";
 import { Hub } from "./hub.ts";
 import { Session, type Transport } from "./session.ts";
 
@@ -171,19 +171,17 @@ export class Router {
     log.info("shutting down", { sessions });
     this.observer.ready?.(false);
     const drained = Promise.all([...this.#sessions].map((s) => s.close(Closes.normal)));
-    let timer: unknown;
-    const timeout = new Promise<"timeout">((resolve) => {
-      timer = this.clock.setTimeout(() => resolve("timeout"), this.config.shutdown.drainTimeout * 1000);
-    });
-    const outcome = await Promise.race([drained.then(() => "drained" as const), timeout]);
-    this.clock.clearTimeout(timer);
+    const outcome = await raceTimeout(
+      drained.then(() => "drained" as const),
+      this.config.shutdown.drainTimeout * 1000,
+      () => "timeout" as const,
+      this.clock,
+    );
     if (outcome === "timeout") {
       log.warn("drain timeout; cancelling remaining callbacks", { sessions: this.#sessions.size });
       this.#shutdown.abort();
       // Cancelled calls settle at once; give them a moment so the count below includes them.
-      let settle: unknown;
-      await Promise.race([drained, new Promise<void>((resolve) => (settle = this.clock.setTimeout(() => resolve(), SETTLE_MS)))]);
-      this.clock.clearTimeout(settle);
+      await raceTimeout(drained, SETTLE_MS, () => undefined, this.clock);
     }
     await this.broker.close();
     // Said plainly: unsubscribe callbacks that never got an answer (failed, refused, or cut by the drain timeout).

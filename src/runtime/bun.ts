@@ -13,6 +13,7 @@ import {
   type SocketSupport,
   type TransportRefusal,
 } from "./runtime.ts";
+import { raceTimeout } from "../core/clock.ts";
 
 const log = getLogger(["shoal", "runtime"]);
 
@@ -164,12 +165,8 @@ class BunListener implements Listener {
     this.#pause();
     if (this.#sockets.size > 0) {
       // The router has sent every close frame; the close events come when the clients answer them.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#onLastSocket = resolve;
-        timer = setTimeout(resolve, CLOSE_WAIT_MS);
-      });
-      clearTimeout(timer);
+      const lastClosed = new Promise<void>((resolve) => (this.#onLastSocket = resolve));
+      await raceTimeout(lastClosed, CLOSE_WAIT_MS, () => undefined);
       this.#onLastSocket = undefined;
     }
     // Anything left is closed rather than waited for.

@@ -18,6 +18,7 @@ import {
   responseHead,
 } from "./http1.ts";
 import { CLOSE_WAIT_MS, type PingTimeoutPeer, type TransportRefusal } from "./runtime.ts";
+import { raceTimeout } from "../core/clock.ts";
 
 const log = getLogger(["shoal", "runtime"]);
 
@@ -200,12 +201,8 @@ export class DenoHttpServer {
     for (const connection of [...this.#connections]) connection.close("server stopping");
     if (this.#sockets.size > 0) {
       // The router has sent every close frame; the close events come when the clients answer them.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#onLastSocket = resolve;
-        timer = setTimeout(resolve, CLOSE_WAIT_MS);
-      });
-      clearTimeout(timer);
+      const lastClosed = new Promise<void>((resolve) => (this.#onLastSocket = resolve));
+      await raceTimeout(lastClosed, CLOSE_WAIT_MS, () => undefined);
       this.#onLastSocket = undefined;
       if (this.#sockets.size > 0) log.info("stopped with unclosed WebSockets", { count: this.#sockets.size });
     }
