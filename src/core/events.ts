@@ -4,26 +4,33 @@ import { Errors, EventError, LimitErrors } from "../protocol/errors.ts";
 import { okFrame } from "../protocol/frames.ts";
 import { truthy } from "../protocol/pyvalues.ts";
 import type { ServiceAnswer } from "../services/service_client.ts";
-import type { Router } from "./router.ts";
-import type { Session } from "./session.ts";
-import { NO_FIELDS, Subscription } from "./subscription.ts";
+import type { CoreContext } from "./context.ts";
+import type { EventHandler, Session, SessionHandlers } from "./session.ts";
+import { NO_FIELDS } from "./fields.ts";
+import { Subscription } from "./subscription.ts";
 
 type Fields = Readonly<Record<string, unknown>>;
 
 /** The key of the ticket endpoint's `limits.maxCallbacksPerService` bound (no service name has a dot). */
 const TICKET_SERVICE = "authentication.ticket";
-type Handler = (router: Router, session: Session, fields: Fields) => Promise<void>;
 
 /** The client events that reach a handler (ping is answered by the session itself). */
-export const EVENT_HANDLERS: Readonly<Record<"auth" | "subscribe" | "message" | "unsubscribe", Handler>> = {
+export const EVENT_HANDLERS: Readonly<Record<"auth" | "subscribe" | "message" | "unsubscribe", EventHandler>> = {
   auth,
   subscribe,
   message,
   unsubscribe,
 };
 
+/** What a session runs: these handlers and the removal policy below. */
+export const SESSION_HANDLERS: SessionHandlers = {
+  events: EVENT_HANDLERS,
+  remove: removeSubscription,
+  unsubscribeCallbacks,
+};
+
 /** `auth` (docs/protocol.md §4): ticket validation; a failure keeps the previous identity. */
-async function auth(router: Router, session: Session, fields: Fields): Promise<void> {
+async function auth(router: CoreContext, session: Session, fields: Fields): Promise<void> {
   const method = Object.hasOwn(fields, "method") ? fields.method : "ticket";
   const ticketConfig = router.config.authentication.ticket;
   if (method !== "ticket" || !ticketConfig) throw new EventError(Errors.authUnsupported);
@@ -48,7 +55,7 @@ async function auth(router: Router, session: Session, fields: Fields): Promise<v
 }
 
 /** `subscribe` (docs/protocol.md §5.4, with decisions 1 and 2). */
-async function subscribe(router: Router, session: Session, fields: Fields): Promise<void> {
+async function subscribe(router: CoreContext, session: Session, fields: Fields): Promise<void> {
   const { name, serviceName, service } = resolve(router, fields);
   const extra = pickExtra(service, fields);
   // Stored with the subscription, echoed in every message and part of its fan-out topic: bounded (E5).
@@ -112,7 +119,7 @@ async function subscribe(router: Router, session: Session, fields: Fields): Prom
 }
 
 /** `message` (docs/protocol.md §6.2): forwarded to `on_message`; a reply only when the service gives `data`. */
-async function message(router: Router, session: Session, fields: Fields): Promise<void> {
+async function message(router: CoreContext, session: Session, fields: Fields): Promise<void> {
   const { name, service } = resolve(router, fields);
   const subscription = session.subscriptions.get(name);
   if (!subscription?.active) throw new EventError(Errors.subscriptionNotFound, { extra: pickExtra(service, fields) });
@@ -127,7 +134,7 @@ async function message(router: Router, session: Session, fields: Fields): Promis
 }
 
 /** `unsubscribe` (docs/protocol.md §7.2): a failed `before_unsubscribe` keeps the subscription. */
-async function unsubscribe(router: Router, session: Session, fields: Fields): Promise<void> {
+async function unsubscribe(router: CoreContext, session: Session, fields: Fields): Promise<void> {
   const { name, service } = resolve(router, fields);
   const subscription = session.subscriptions.get(name);
   if (!subscription?.active) throw new EventError(Errors.subscriptionNotFound, { extra: pickExtra(service, fields) });
@@ -153,7 +160,7 @@ async function unsubscribe(router: Router, session: Session, fields: Fields): Pr
 }
 
 /** Take a subscription out of the session and the hub and stop its timers. Idempotent. */
-export function removeSubscription(router: Router, session: Session, subscription: Subscription): void {
+export function removeSubscription(router: CoreContext, session: Session, subscription: Subscription): void {
   if (session.subscriptions.get(subscription.name) === subscription) session.subscriptions.delete(subscription.name);
   subscription.close();
   router.hub.remove(subscription);
@@ -163,7 +170,7 @@ export function removeSubscription(router: Router, session: Session, subscriptio
  * `before_unsubscribe` (its verdict ignored) then `on_unsubscribe`, as on disconnect, shutdown and revocation.
  * Returns the `data` of the `before_unsubscribe` answer, which a revocation notice carries (docs/protocol.md §11.2).
  */
-export async function unsubscribeCallbacks(router: Router, subscription: Subscription): Promise<unknown> {
+export async function unsubscribeCallbacks(router: CoreContext, subscription: Subscription): Promise<unknown> {
   const { service } = subscription;
   // Not cancelled when the client goes: these are how the service learns that it went.
   const options = { service: subscription.serviceName };
@@ -179,7 +186,7 @@ export async function unsubscribeCallbacks(router: Router, subscription: Subscri
 }
 
 /** Validate `subscription` and find its service (decision 1: a non-string is a format error, not a crash). */
-function resolve(router: Router, fields: Fields): { name: string; serviceName: string; service: ServiceConfig } {
+function resolve(router: CoreContext, fields: Fields): { name: string; serviceName: string; service: ServiceConfig } {
   const name = fields.subscription;
   if (typeof name !== "string" || name === "") throw new EventError(Errors.invalidSubscriptionFormat);
   // A lone surrogate becomes U+FFFD in a UTF-8 topic or channel name, so two names would share one channel

@@ -4,10 +4,34 @@ import { parsePublishedPayload, type PublishedMessage } from "../protocol/broker
 import { messageFrame } from "../protocol/frames.ts";
 import { clip } from "../log.ts";
 import { type Clock, isoTimestamp } from "./clock.ts";
-import type { RouterObserver } from "./router.ts";
-import type { FrameSource, Subscription } from "./subscription.ts";
+import type { Observer } from "./observer.ts";
 
 const log = getLogger(["shoal", "hub"]);
+
+/** Builds (or reuses) the serialized frame of one published message for subscriptions with these extra fields. */
+export type FrameSource = (target: { readonly extraKey: string; readonly extra: Readonly<Record<string, unknown>> }) => string;
+
+/**
+ * What the hub needs of a subscription (its member): its name and extra fields, its native topic, its way to the
+ * connection's topics, and the three ways a message reaches it. The hub never reads a session's maps.
+ */
+export interface HubMember {
+  readonly name: string;
+  readonly extraKey: string;
+  readonly extra: Readonly<Record<string, unknown>>;
+  readonly service: { readonly filterFields: readonly string[] };
+  /** The native fan-out topic this member joined (set by the hub), if any. */
+  topic: string | undefined;
+  /** Join a native topic through the member's connection; false where there are none (or it is closing). */
+  joinTopic(topic: string): boolean;
+  leaveTopic(topic: string): void;
+  /** A message addressed to this member's name. */
+  receive(message: PublishedMessage, frame: FrameSource): void;
+  /** A uniform message (see `Hub.deliver`); true when it went out. */
+  receiveUniform(message: PublishedMessage, frame: FrameSource): boolean;
+  /** A message on this member's channel that may name another subscription of the same session: pass it there. */
+  route(message: PublishedMessage, frame: FrameSource): void;
+}
 
 /** Active subscriptions of one channel with equal extra fields, joined to one native topic. */
 interface FanoutGroup {
@@ -25,15 +49,15 @@ interface FanoutGroup {
 export class Hub {
   readonly #broker: Broker;
   readonly #clock: Clock;
-  readonly #observer: RouterObserver;
-  readonly #channels = new Map<string, Set<Subscription>>();
+  readonly #observer: Observer;
+  readonly #channels = new Map<string, Set<HubMember>>();
   readonly #ready = new Map<string, Promise<void>>();
   readonly #tails = new Map<string, Promise<void>>();
   /** Channel → extra-field key → the native topic its active subscriptions joined (see `useFanout`). */
   readonly #groups = new Map<string, Map<string, FanoutGroup>>();
   #publish: ((topic: string, text: string) => void) | undefined;
 
-  constructor(broker: Broker, options: { clock: Clock; observer: RouterObserver }) {
+  constructor(broker: Broker, options: { clock: Clock; observer: Observer }) {
     this.#broker = broker;
     this.#clock = options.clock;
     this.#observer = options.observer;
@@ -49,10 +73,10 @@ export class Hub {
   }
 
   /** A subscription became active: join its fan-out topic, if the runtime has them. */
-  activated(subscription: Subscription): void {
+  activated(subscription: HubMember): void {
     if (!this.#publish || !this.#channels.get(subscription.name)?.has(subscription)) return;
     const topic = `${subscription.name}\u0000${subscription.extraKey}`;
-    if (!subscription.session.joinTopic(topic)) return;
+    if (!subscription.joinTopic(topic)) return;
     subscription.topic = topic;
     let groups = this.#groups.get(subscription.name);
     if (!groups) this.#groups.set(subscription.name, groups = new Map());
@@ -81,7 +105,7 @@ export class Hub {
   }
 
   /** Register a subscription; resolves once the broker delivers its channel. On failure it is unregistered. */
-  async add(subscription: Subscription): Promise<void> {
+  async add(subscription: HubMember): Promise<void> {
     const name = subscription.name;
     let members = this.#channels.get(name);
     if (!members) {
@@ -99,7 +123,7 @@ export class Hub {
   }
 
   /** Unregister a subscription; the last one out unsubscribes the broker channel. Idempotent. */
-  remove(subscription: Subscription): void {
+  remove(subscription: HubMember): void {
     const name = subscription.name;
     const members = this.#channels.get(name);
     if (!members?.delete(subscription)) return;
@@ -145,25 +169,23 @@ export class Hub {
       return;
     }
     // The channel picks the sessions; the payload's `subscription` picks the subscription within each.
-    for (const member of members) {
-      member.session.subscriptions.get(parsed.message.subscription)?.receive(parsed.message, frame);
-    }
+    for (const member of members) member.route(parsed.message, frame);
   }
 
   /**
    * Whether every active subscription of the channel would send this message as is: it is addressed to the
    * channel's own subscription, and has no option or filter field that calls for a per-subscription decision.
    */
-  #uniform(published: PublishedMessage, channel: string, members: Set<Subscription>): boolean {
+  #uniform(published: PublishedMessage, channel: string, members: Set<HubMember>): boolean {
     if (published.subscription !== channel) return false;
     if (published.options.order !== undefined || published.options.throttle !== undefined) return false;
     const service = members.values().next().value?.service;
     return service !== undefined && !service.filterFields.some((f) => Object.hasOwn(published.fields, f));
   }
 
-  #leave(subscription: Subscription, topic: string): void {
+  #leave(subscription: HubMember, topic: string): void {
     subscription.topic = undefined;
-    subscription.session.leaveTopic(topic);
+    subscription.leaveTopic(topic);
     const groups = this.#groups.get(subscription.name);
     const group = groups?.get(subscription.extraKey);
     if (!groups || !group) return;

@@ -6,57 +6,16 @@ import { debugEnabled } from "../log.ts";
 import { ServiceClient } from "../services/service_client.ts";
 import { type Clock, raceTimeout, systemClock } from "./clock.ts";
 import { Hub } from "./hub.ts";
-import { Session, type Transport } from "./session.ts";
+import type { Observer } from "./observer.ts";
+import type { CoreContext } from "./context.ts";
+import { SESSION_HANDLERS } from "./events.ts";
+import { Session } from "./session.ts";
+import type { Transport } from "./transport.ts";
 
 const log = getLogger(["shoal", "router"]);
 
 /** How long cancelled callbacks get to settle after the drain timeout, milliseconds. */
 const SETTLE_MS = 1000;
-
-/** Why a limit refused a connection, a frame, an event or a callback: the `reason` label of the refusal metric. */
-export const REFUSAL_REASONS = [
-  "bad_upgrade",
-  "websocket_version",
-  "origin",
-  "connections",
-  "shutting_down",
-  "subscriptions",
-  "subscription_name",
-  "extra_fields",
-  "rate",
-  "pending_events",
-  "pending_bytes",
-  "callbacks",
-  "response_size",
-  "buffered_total",
-  // Refused by the runtime's server (see `TransportRefusal`).
-  "handshake_timeout",
-  "bad_request",
-  "fd_limit",
-] as const;
-export type RefusalReason = (typeof REFUSAL_REASONS)[number];
-
-/** Hooks for metrics; every one optional. Event names are the client's, plus `invalid` and `unknown`. */
-export interface RouterObserver {
-  connectionOpened?(): void;
-  connectionClosed?(): void;
-  event?(name: string, success: boolean): void;
-  /** A broker message for a channel with local subscribers. */
-  received?(): void;
-  /** Message frames sent to clients: `count` of them (one per recipient). */
-  delivered?(count: number): void;
-  /** A message not delivered now, by reason. */
-  filtered?(reason: "fields" | "order" | "throttle"): void;
-  /** A connection dropped for not keeping up (its send buffer passed `ws.maxBufferedBytes`). */
-  dropped?(reason: "backpressure"): void;
-  /** Something a limit of a public endpoint refused (extensions E5), by a fixed reason. */
-  refused?(reason: RefusalReason): void;
-  ready?(ready: boolean): void;
-  /** The broker lost its connection (it reconnects, or the server shuts down). */
-  brokerLost?(): void;
-  /** A service callback finished: its outcome and duration. */
-  callback?(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void;
-}
 
 export interface RouterOptions {
   readonly config: Config;
@@ -66,7 +25,7 @@ export interface RouterOptions {
   /** The fetch that client uses (the runtime's own, or one trusting `http.caFile`). */
   readonly fetch?: typeof fetch;
   readonly clock?: Clock;
-  readonly observer?: RouterObserver;
+  readonly observer?: Observer;
   /** The broker gave up (`onConnectionLoss: "shutdown"`): the caller shuts the server down. */
   readonly onFatal?: (reason: string) => void;
 }
@@ -75,10 +34,10 @@ export interface RouterOptions {
  * The composition of the core: it owns the hub, the broker and the service client, creates a session per
  * connection and shuts everything down in order.
  */
-export class Router {
+export class Router implements CoreContext {
   readonly config: Config;
   readonly clock: Clock;
-  readonly observer: RouterObserver;
+  readonly observer: Observer;
   readonly services: ServiceClient;
   readonly hub: Hub;
   readonly broker: Broker;
@@ -141,7 +100,11 @@ export class Router {
       this.observer.refused?.("connections");
       return undefined;
     }
-    const session = new Session(this, transport, `${this.#idPrefix}-${++this.#nextId}`);
+    const session = new Session(this, transport, {
+      id: `${this.#idPrefix}-${++this.#nextId}`,
+      handlers: SESSION_HANDLERS,
+      onClosed: (closed) => this.sessionClosed(closed),
+    });
     this.#sessions.add(session);
     this.observer.connectionOpened?.();
     if (debugEnabled()) log.debug("new session", { session: session.id });

@@ -5,21 +5,14 @@ import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts"
 import { Errors, EventError, LimitErrors } from "../protocol/errors.ts";
 import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame, revokedFrame } from "../protocol/frames.ts";
 import { parsedWeight } from "../protocol/json.ts";
-import { EVENT_HANDLERS, removeSubscription, unsubscribeCallbacks } from "./events.ts";
-import type { Router } from "./router.ts";
-import { NO_FIELDS, type Subscription } from "./subscription.ts";
+import type { CoreContext } from "./context.ts";
+import { NO_FIELDS } from "./fields.ts";
+import type { Subscription, SubscriptionOwner } from "./subscription.ts";
+import type { Transport } from "./transport.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 const log = getLogger(["shoal", "session"]);
 
-/** What a session needs from its connection; the runtime adapters implement it. Both calls are safe after close. */
-export interface Transport {
-  send(text: string): void;
-  close(code: number, reason?: string): void;
-  /** Join or leave a native fan-out topic of the runtime (Bun); absent where there is none. */
-  subscribe?(topic: string): void;
-  unsubscribe?(topic: string): void;
-}
 
 /** Queued work; `bytes` counts against `limits.maxPendingBytes` until the task starts. */
 type Task =
@@ -33,14 +26,35 @@ const INVALID_EVENT_TEXT = JSON.stringify(INVALID_EVENT_FRAME);
  * One WebSocket connection. Events run one at a time in arrival order (SocketShark's contract), except `ping`,
  * which is answered at once (decision 12). At most `ws.maxPendingEvents` may wait; more closes the connection.
  */
-export class Session {
+/** A client event's handler (`events.ts`): throws `EventError` for a contract error reply. */
+export type EventHandler = (context: CoreContext, session: Session, fields: Readonly<Record<string, unknown>>) => Promise<void>;
+
+/** What a session runs, passed in by its creator (the router passes `events.ts`'s). */
+export interface SessionHandlers {
+  readonly events: Readonly<Record<"auth" | "subscribe" | "message" | "unsubscribe", EventHandler>>;
+  /** Take a subscription out of the session and the hub and stop its timers; idempotent. */
+  remove(context: CoreContext, session: Session, subscription: Subscription): void;
+  /** `before_unsubscribe` (verdict ignored) then `on_unsubscribe`; resolves with the former's `data`. */
+  unsubscribeCallbacks(context: CoreContext, subscription: Subscription): Promise<unknown>;
+}
+
+export interface SessionOptions {
+  readonly id: string;
+  readonly handlers: SessionHandlers;
+  /** Called once the teardown finished. */
+  readonly onClosed: (session: Session) => void;
+}
+
+export class Session implements SubscriptionOwner {
   readonly id: string;
   /** Active and pending subscriptions by name. */
   readonly subscriptions = new Map<string, Subscription>();
   /** What ticket validation returned (only the configured auth fields); empty means anonymous. */
   authInfo: Readonly<Record<string, unknown>> = NO_FIELDS;
-  readonly #router: Router;
+  readonly #router: CoreContext;
   readonly #transport: Transport;
+  readonly #handlers: SessionHandlers;
+  readonly #onClosed: (session: Session) => void;
   readonly #queue: Task[] = [];
   /** Size of the frames of the queued events (`limits.maxPendingBytes`). */
   #queuedBytes = 0;
@@ -52,10 +66,13 @@ export class Session {
   #current: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(router: Router, transport: Transport, id: string) {
-    this.#router = router;
+  constructor(context: CoreContext, transport: Transport, options: SessionOptions) {
+    const router = context;
+    this.#router = context;
     this.#transport = transport;
-    this.id = id;
+    this.id = options.id;
+    this.#handlers = options.handlers;
+    this.#onClosed = options.onClosed;
     const { eventsPerSecond, eventsBurst } = router.config.limits;
     if (eventsPerSecond > 0) {
       this.#bucket = new TokenBucket(router.clock, { rate: eventsPerSecond, burst: eventsBurst || Math.ceil(eventsPerSecond) });
@@ -156,8 +173,8 @@ export class Session {
       run: async () => {
         if (this.subscriptions.get(subscription.name) !== subscription || !subscription.active) return;
         log.info("authorization expired", { session: this.id, subscription: subscription.name, error });
-        removeSubscription(this.#router, this, subscription);
-        const data = await unsubscribeCallbacks(this.#router, subscription);
+        this.#handlers.remove(this.#router, this, subscription);
+        const data = await this.#handlers.unsubscribeCallbacks(this.#router, subscription);
         this.send(revokedFrame(subscription.name, error, { extra: subscription.extra, data }));
       },
     });
@@ -193,17 +210,17 @@ export class Session {
     try {
       await this.#current;
       for (const subscription of [...this.subscriptions.values()].reverse()) {
-        removeSubscription(this.#router, this, subscription);
+        this.#handlers.remove(this.#router, this, subscription);
         try {
-          await unsubscribeCallbacks(this.#router, subscription);
+          await this.#handlers.unsubscribeCallbacks(this.#router, subscription);
         } catch (error) {
           log.error("unsubscribe callbacks failed", { session: this.id, subscription: subscription.name, error: String(error) });
         }
       }
     } finally {
       // Whatever failed above, the session is released: no code path may leak it (decision 1).
-      for (const subscription of this.subscriptions.values()) removeSubscription(this.#router, this, subscription);
-      this.#router.sessionClosed(this);
+      for (const subscription of this.subscriptions.values()) this.#handlers.remove(this.#router, this, subscription);
+      this.#onClosed(this);
     }
   }
 
@@ -270,7 +287,7 @@ export class Session {
       : undefined;
     if (debugEnabled()) log.debug("client event", { session: this.id, data: redacted(fields) });
     try {
-      await EVENT_HANDLERS[name](this.#router, this, fields);
+      await this.#handlers.events[name](this.#router, this, fields);
       observer.event?.(name, true);
     } catch (error) {
       if (error instanceof EventError) {

@@ -7,29 +7,40 @@ import { pyEquals } from "../protocol/pyvalues.ts";
 import { isoTimestamp } from "./clock.ts";
 import { Delivery, type Verdict } from "./delivery.ts";
 import type { PostOptions } from "../services/service_client.ts";
-import type { Router } from "./router.ts";
-import type { Session } from "./session.ts";
+import type { CoreContext } from "./context.ts";
+import { NO_FIELDS } from "./fields.ts";
+import type { FrameSource, HubMember } from "./hub.ts";
 
 const log = getLogger(["shoal", "subscription"]);
 
-/** The shared empty field set: most sessions and subscriptions have no extra, authorizer or auth fields. */
-export const NO_FIELDS: Readonly<Record<string, unknown>> = Object.freeze({});
+/** What a subscription needs of its session (the `Session` class, or a fake in tests). */
+export interface SubscriptionOwner {
+  readonly id: string;
+  /** What authentication stored; part of every callback body and filter lookup. */
+  readonly authInfo: Readonly<Record<string, unknown>>;
+  /** Aborted once the connection is gone. */
+  readonly signal: AbortSignal;
+  /** The session's subscriptions by name, where a message on one channel finds the one it names. */
+  readonly subscriptions: ReadonlyMap<string, Subscription>;
+  sendText(text: string): void;
+  joinTopic(topic: string): boolean;
+  leaveTopic(topic: string): void;
+  /** Remove a subscription whose authorization was revoked, in turn with the client's events. */
+  revoke(subscription: Subscription, error: unknown): void;
+}
 
 /** Most messages kept for a subscription whose `before_subscribe` is still running. */
 const MAX_SETUP_BUFFER = 10_000;
-
-/** Builds (or reuses) the serialized frame of one published message for subscriptions with these extra fields. */
-export type FrameSource = (target: { readonly extraKey: string; readonly extra: Readonly<Record<string, unknown>> }) => string;
 
 /**
  * One session's subscription to one name. Pending while it is being set up (published messages are buffered),
  * active once confirmed, closed when removed; each state change is one-way.
  */
-export class Subscription {
+export class Subscription implements HubMember {
   readonly name: string;
   readonly serviceName: string;
   readonly service: ServiceConfig;
-  readonly session: Session;
+  readonly session: SubscriptionOwner;
   /** Extra fields the client sent that the service lists, echoed in every message and callback. */
   readonly extra: Readonly<Record<string, unknown>>;
   /** Equal for subscriptions whose frames are equal: the cache key of serialized frames. */
@@ -40,15 +51,15 @@ export class Subscription {
   #state: "pending" | "active" | "closed" = "pending";
   /** Messages that arrived while pending; created by the first one. */
   #buffer: PublishedMessage[] | undefined;
-  readonly #router: Router;
+  readonly #router: CoreContext;
   /** Order and throttle state; created by the first message that asks for either. */
   #delivery: Delivery<PublishedMessage> | undefined;
   #renewalTimer: unknown;
   #heartbeatTimer: unknown;
 
   constructor(
-    router: Router,
-    session: Session,
+    router: CoreContext,
+    session: SubscriptionOwner,
     options: {
       name: string;
       serviceName: string;
@@ -65,6 +76,18 @@ export class Subscription {
     this.service = options.service;
     this.extra = options.extra;
     this.extraKey = options.extraKey ?? (Object.keys(options.extra).length === 0 ? "" : JSON.stringify(options.extra));
+  }
+
+  joinTopic(topic: string): boolean {
+    return this.session.joinTopic(topic);
+  }
+
+  leaveTopic(topic: string): void {
+    this.session.leaveTopic(topic);
+  }
+
+  route(message: PublishedMessage, frame: FrameSource): void {
+    this.session.subscriptions.get(message.subscription)?.receive(message, frame);
   }
 
   get active(): boolean {

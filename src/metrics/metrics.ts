@@ -1,7 +1,7 @@
 import { getLogger } from "@logtape/logtape";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Config } from "../config.ts";
-import { REFUSAL_REASONS, type RouterObserver } from "../core/router.ts";
+import { type Observer, REFUSAL_REASONS } from "../core/observer.ts";
 
 const log = getLogger(["shoal", "metrics"]);
 
@@ -14,7 +14,7 @@ const CALLBACK_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
  */
 export class PrometheusMetrics {
   readonly registry = new Registry();
-  readonly observer: RouterObserver;
+  readonly observer: Observer;
 
   constructor(prefix: string) {
     const p = prefix === "" ? "" : `${prefix}_`;
@@ -101,7 +101,7 @@ export class PrometheusMetrics {
 }
 
 /** SocketShark's `log` metrics provider: a debug `metrics` line per change. */
-export function logMetricsObserver(): RouterObserver {
+export function logMetricsObserver(): Observer {
   let active = 0;
   let total = 0;
   return {
@@ -113,7 +113,7 @@ export function logMetricsObserver(): RouterObserver {
 }
 
 /** One observer calling each of several. */
-export function combineObservers(observers: readonly RouterObserver[]): RouterObserver {
+export function combineObservers(observers: readonly Observer[]): Observer {
   if (observers.length === 1) return observers[0];
   const combined: Record<string, (...args: never[]) => void> = {};
   for (const observer of observers) {
@@ -122,13 +122,13 @@ export function combineObservers(observers: readonly RouterObserver[]): RouterOb
       combined[key] = previous ? (...args) => (previous(...args), hook(...args)) : hook;
     }
   }
-  return combined as RouterObserver;
+  return combined as Observer;
 }
 
 /** The metrics a config asks for: the Prometheus registry (if any) and the observer for the router. */
-export function createMetrics(config: Config["metrics"]): { prometheus?: PrometheusMetrics; observer: RouterObserver } {
+export function createMetrics(config: Config["metrics"]): { prometheus?: PrometheusMetrics; observer: Observer } {
   const prometheus = config.prometheus ? new PrometheusMetrics(config.prometheus.prefix ?? "shoal") : undefined;
-  const observers: RouterObserver[] = [];
+  const observers: Observer[] = [];
   if (prometheus) observers.push(prometheus.observer);
   if (config.log) observers.push(logMetricsObserver());
   return { prometheus, observer: observers.length ? combineObservers(observers) : {} };

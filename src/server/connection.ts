@@ -1,7 +1,8 @@
 import { getLogger } from "@logtape/logtape";
 import type { WSContext } from "hono/ws";
 import type { Router } from "../core/router.ts";
-import type { Session, Transport } from "../core/session.ts";
+import type { Session } from "../core/session.ts";
+import type { Transport } from "../core/transport.ts";
 import { debugEnabled } from "../log.ts";
 import { Closes } from "../protocol/close_codes.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";

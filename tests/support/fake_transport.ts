@@ -1,4 +1,4 @@
-import type { Transport } from "../../src/core/session.ts";
+import type { Transport } from "../../src/core/transport.ts";
 
 /** Records what a session sends; `frames` are the parsed JSON objects. */
 export class FakeTransport implements Transport {

@@ -1,7 +1,8 @@
 import process from "node:process";
 import { MemoryBroker } from "../../src/broker/memory_broker.ts";
 import { type ConfigInput, parseConfig } from "../../src/config.ts";
-import { Router, type RouterObserver } from "../../src/core/router.ts";
+import type { Observer } from "../../src/core/observer.ts";
+import { Router } from "../../src/core/router.ts";
 import type { Session } from "../../src/core/session.ts";
 import { ServiceClient } from "../../src/services/service_client.ts";
 import { FakeClock, flush } from "./fake_clock.ts";
@@ -26,7 +27,7 @@ export class Harness {
   ) {
     const parsed = parseConfig(config);
     const http = { ...parsed.http, tries: 1, wait: 0, timeout: 5, ...options.http };
-    const observer: RouterObserver = {
+    const observer: Observer = {
       event: (name, success) => this.events.push({ name, success }),
       filtered: (reason) => this.filtered.push(reason),
       delivered: (count) => this.delivered += count,

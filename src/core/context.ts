@@ -1,0 +1,32 @@
+import type { Config } from "../config.ts";
+import type { CallbackName, PostOptions, ServiceAnswer } from "../services/service_client.ts";
+import type { Clock } from "./clock.ts";
+import type { HubMember } from "./hub.ts";
+import type { Observer } from "./observer.ts";
+
+/** The service calls the core makes (the `ServiceClient` in production, a scripted one in tests). */
+export interface Services {
+  post(url: string, body: unknown, callback: CallbackName, options?: PostOptions): Promise<ServiceAnswer>;
+}
+
+/** What a subscription needs of the hub. */
+export interface Registry {
+  /** Register; resolves once the broker delivers the channel (rejects, unregistered, if it cannot). */
+  add(member: HubMember): Promise<void>;
+  /** Unregister; idempotent. */
+  remove(member: HubMember): void;
+  /** The member became active: it may join the runtime's fan-out. */
+  activated(member: HubMember): void;
+}
+
+/**
+ * What sessions, subscriptions and the event handlers share, instead of a whole router: the config, time, the
+ * observer, the service calls and the hub. The router provides it; unit tests build one from fakes.
+ */
+export interface CoreContext {
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly observer: Observer;
+  readonly services: Services;
+  readonly hub: Registry;
+}

@@ -1,0 +1,44 @@
+/** Why a limit refused a connection, a frame, an event or a callback: the `reason` label of the refusal metric. */
+export const REFUSAL_REASONS = [
+  "bad_upgrade",
+  "websocket_version",
+  "origin",
+  "connections",
+  "shutting_down",
+  "subscriptions",
+  "subscription_name",
+  "extra_fields",
+  "rate",
+  "pending_events",
+  "pending_bytes",
+  "callbacks",
+  "response_size",
+  "buffered_total",
+  // Refused by the runtime's server (see `TransportRefusal`).
+  "handshake_timeout",
+  "bad_request",
+  "fd_limit",
+] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
+/** Hooks for metrics; every one optional. Event names are the client's, plus `invalid` and `unknown`. */
+export interface Observer {
+  connectionOpened?(): void;
+  connectionClosed?(): void;
+  event?(name: string, success: boolean): void;
+  /** A broker message for a channel with local subscribers. */
+  received?(): void;
+  /** Message frames sent to clients: `count` of them (one per recipient). */
+  delivered?(count: number): void;
+  /** A message not delivered now, by reason. */
+  filtered?(reason: "fields" | "order" | "throttle"): void;
+  /** A connection dropped for not keeping up (its send buffer passed `ws.maxBufferedBytes`). */
+  dropped?(reason: "backpressure"): void;
+  /** Something a limit of a public endpoint refused (extensions E5), by a fixed reason. */
+  refused?(reason: RefusalReason): void;
+  ready?(ready: boolean): void;
+  /** The broker lost its connection (it reconnects, or the server shuts down). */
+  brokerLost?(): void;
+  /** A service callback finished: its outcome and duration. */
+  callback?(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void;
+}
