@@ -1,0 +1,109 @@
+// A Subscription on its own: a fake CoreContext (config, clock, services, hub) and a fake owning session.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parseConfig } from "../../src/config.ts";
+import type { CoreContext, Services } from "../../src/core/context.ts";
+import type { HubMember } from "../../src/core/hub.ts";
+import { Subscription, type SubscriptionOwner } from "../../src/core/subscription.ts";
+import { parsePublishedMessage } from "../../src/protocol/broker_message.ts";
+import type { ServiceAnswer } from "../../src/services/service_client.ts";
+import { FakeClock, flush } from "../support/fake_clock.ts";
+
+class FakeOwner implements SubscriptionOwner {
+  readonly id = "s-1";
+  authInfo: Readonly<Record<string, unknown>> = {};
+  readonly signal = new AbortController().signal;
+  readonly subscriptions = new Map<string, Subscription>();
+  readonly sent: Record<string, unknown>[] = [];
+  readonly revoked: unknown[] = [];
+  sendText(text: string): void {
+    this.sent.push(JSON.parse(text));
+  }
+  joinTopic(): boolean {
+    return false;
+  }
+  leaveTopic(): void {}
+  revoke(_subscription: Subscription, error: unknown): void {
+    this.revoked.push(error);
+  }
+}
+
+function context(services: Record<string, unknown>, answers: ServiceAnswer[] = []) {
+  const calls: { url: string; body: unknown }[] = [];
+  const activated: HubMember[] = [];
+  const post: Services["post"] = (url, body) => {
+    calls.push({ url, body });
+    return Promise.resolve(answers.shift() ?? { ok: false });
+  };
+  const ctx: CoreContext = {
+    config: parseConfig({ services }),
+    clock: new FakeClock(),
+    observer: {},
+    services: { post },
+    hub: { add: () => Promise.resolve(), remove: () => {}, activated: (m) => void activated.push(m) },
+  };
+  return { ctx, calls, activated, clock: ctx.clock as FakeClock };
+}
+
+function subscription(ctx: CoreContext, owner: FakeOwner, extra: Record<string, unknown> = {}): Subscription {
+  const service = ctx.config.services.svc;
+  const sub = new Subscription(ctx, owner, { name: "svc.a", serviceName: "svc", service, extra });
+  owner.subscriptions.set(sub.name, sub);
+  return sub;
+}
+
+const message = (value: unknown) => {
+  const parsed = parsePublishedMessage(value);
+  assert.ok(parsed.ok);
+  return parsed.message;
+};
+const frame = (text: string) => () => text;
+
+test("Subscription: pending buffers messages; activate sends them in order, then joins the hub", () => {
+  const { ctx, activated } = context({ svc: { requireAuthentication: false } });
+  const owner = new FakeOwner();
+  const sub = subscription(ctx, owner);
+  sub.receive(message({ subscription: "svc.a", data: 1 }), frame("live-1"));
+  sub.receive(message({ subscription: "svc.a", data: 2 }), frame("live-2"));
+  assert.equal(owner.sent.length, 0, "nothing sent while pending");
+  sub.activate();
+  assert.deepEqual(owner.sent.map((f) => [f.event, f.data, "received_at" in f]), [["message", 1, false], ["message", 2, false]]);
+  assert.deepEqual(activated, [sub]);
+  sub.receive(message({ subscription: "svc.a", data: 3 }), frame('{"live":3}'));
+  assert.deepEqual(owner.sent.at(-1), { live: 3 });
+});
+
+test("Subscription: filter fields look at extra fields, then authorizer fields, then the session's auth fields", () => {
+  const { ctx } = context({
+    svc: { requireAuthentication: false, extraFields: ["room"], authorizerFields: ["role"], filterFields: ["room", "role", "user"] },
+  });
+  const owner = new FakeOwner();
+  owner.authInfo = { user: 7, role: "ignored: the authorizer's wins" };
+  const sub = subscription(ctx, owner, { room: "r1" });
+  sub.storeAuthorizerFields({ role: "admin" });
+  assert.equal(sub.matches({ room: "r1", role: "admin", user: 7 }), true);
+  assert.equal(sub.matches({ room: "r2" }), false);
+  assert.equal(sub.matches({ role: "ignored: the authorizer's wins" }), false);
+  assert.equal(sub.matches({ user: 8 }), false);
+  assert.equal(sub.matches({ other: 1 }), true, "fields that are not filter fields do not count");
+});
+
+test("Subscription: renewal without a valid answer revokes with Service unavailable.; close stops every timer", async () => {
+  const { ctx, calls, clock } = context({
+    svc: { requireAuthentication: false, authorizer: "http://svc.test/authz", authorizationRenewalPeriod: 10 },
+  }, [{ ok: false }]);
+  const owner = new FakeOwner();
+  const sub = subscription(ctx, owner);
+  sub.activate();
+  assert.equal(clock.pending, 1, "the renewal timer");
+  await clock.advance(10_000);
+  await flush();
+  assert.deepEqual(calls.map((c) => c.url), ["http://svc.test/authz"]);
+  assert.deepEqual(owner.revoked, ["Service unavailable."]);
+  const other = subscription(ctx, new FakeOwner());
+  other.activate();
+  other.close();
+  assert.equal(clock.pending, 0, "closed: no timer left");
+  other.receive(message({ subscription: "svc.a", data: 1 }), frame("x"));
+  assert.equal(other.closed, true);
+});
