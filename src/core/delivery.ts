@@ -1,5 +1,32 @@
 import type { MessageOptions } from "../protocol/broker_message.ts";
+import { pyEquals } from "../protocol/pyvalues.ts";
 import type { Clock } from "./clock.ts";
+
+/**
+ * The delivery policy of one subscription, in two parts: the filter below (which messages are for it at all),
+ * then `Delivery`'s order and throttle state (which of those go out now).
+ */
+
+/** Where a subscription's own value of a filter field comes from (decision 4: extra, authorizer, auth fields). */
+export interface FilterValues {
+  fieldValue(field: string): unknown;
+}
+
+/**
+ * Filter fields (docs/protocol.md §10.5): each filter field present in a message must equal (as Python's `==`)
+ * the subscription's own value, a missing one counting as null. Fields the message lacks do not filter.
+ */
+export function passesFilter(
+  filterFields: readonly string[],
+  fields: Readonly<Record<string, unknown>>,
+  own: FilterValues,
+): boolean {
+  for (const f of filterFields) {
+    if (!Object.hasOwn(fields, f)) continue;
+    if (!pyEquals(own.fieldValue(f) ?? null, fields[f])) return false;
+  }
+  return true;
+}
 
 /** Why a message was not delivered now: for logs and the `filtered` metric. */
 export type Verdict = "deliver" | "order" | "throttle";

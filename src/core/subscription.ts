@@ -5,7 +5,7 @@ import { Errors } from "../protocol/errors.ts";
 import { messageFrame } from "../protocol/frames.ts";
 import { pyEquals } from "../protocol/pyvalues.ts";
 import { isoTimestamp } from "./clock.ts";
-import { Delivery, type Verdict } from "./delivery.ts";
+import { Delivery, passesFilter, type Verdict } from "./delivery.ts";
 import type { PostOptions } from "../services/service_client.ts";
 import type { CoreContext } from "./context.ts";
 import { NO_FIELDS } from "./fields.ts";
@@ -129,15 +129,14 @@ export class Subscription implements HubMember {
    * its authorizer field, else the session's auth field; a missing value is null.
    */
   matches(fields: Readonly<Record<string, unknown>>): boolean {
-    for (const f of this.service.filterFields) {
-      if (!Object.hasOwn(fields, f)) continue;
-      let own: unknown;
-      if (this.service.extraFields.includes(f)) own = this.extra[f];
-      else if (Object.hasOwn(this.#authorizerFields, f)) own = this.#authorizerFields[f];
-      else own = this.session.authInfo[f];
-      if (!pyEquals(own ?? null, fields[f])) return false;
-    }
-    return true;
+    return passesFilter(this.service.filterFields, fields, this);
+  }
+
+  /** This subscription's value of a filter field: its extra field, else its authorizer field, else the session's. */
+  fieldValue(field: string): unknown {
+    if (this.service.extraFields.includes(field)) return this.extra[field];
+    if (Object.hasOwn(this.#authorizerFields, field)) return this.#authorizerFields[field];
+    return this.session.authInfo[field];
   }
 
   /** A published message routed to this subscription. */

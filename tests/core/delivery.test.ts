@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { passesFilter } from "../../src/core/delivery.ts";
 import { Harness } from "../support/harness.ts";
 
 const TICKET = "http://auth.test/ticket";
@@ -178,4 +179,16 @@ test("a throttle in the before_subscribe answer starts a window; a filtered answ
   assert.deepEqual(await c.call({ event: "subscribe", subscription: "w.b" }), [
     { event: "subscribe", status: "error", error: "Already subscribed.", subscription: "w.b" },
   ]);
+});
+
+test("passesFilter: present filter fields must equal the own value (Python ==, missing = null); absent ones do not filter", () => {
+  const own = (values: Record<string, unknown>) => ({ fieldValue: (f: string) => values[f] });
+  const filter = ["user", "room"];
+  assert.equal(passesFilter(filter, { user: 1 }, own({ user: 1 })), true);
+  assert.equal(passesFilter(filter, { user: true }, own({ user: 1 })), true, "True == 1 in Python");
+  assert.equal(passesFilter(filter, { user: "1" }, own({ user: 1 })), false);
+  assert.equal(passesFilter(filter, { room: null }, own({})), true, "a missing own value is null");
+  assert.equal(passesFilter(filter, { room: "a" }, own({})), false);
+  assert.equal(passesFilter(filter, { other: 1 }, own({})), true);
+  assert.equal(passesFilter([], { user: 2 }, own({ user: 1 })), true);
 });
