@@ -12,7 +12,7 @@ import { createBroker } from "./src/broker/create_broker.ts";
 import { type Config, ConfigError, parseConfig, parsePort } from "./src/config.ts";
 import { Router } from "./src/core/router.ts";
 import { setupLogging } from "./src/log.ts";
-import type { Runtime } from "./src/runtime/runtime.ts";
+import type { Listener, Runtime } from "./src/runtime/runtime.ts";
 import { scrubUrl } from "./src/log.ts";
 import { applyEnv, ENV_VARIABLES } from "./src/config_env.ts";
 import { createMetrics } from "./src/metrics/metrics.ts";
@@ -106,54 +106,51 @@ function summary(config: Config, path: string, fromEnv: readonly string[]): stri
   ].join("\n") + "\n";
 }
 
-async function main(): Promise<void> {
-  const args = parseCli(process.argv.slice(2));
-  if (args.help) return void process.stdout.write(USAGE);
-  if (args.version) return void process.stdout.write(`shoal ${VERSION}\n`);
-
+/** The config to run with, from the module, the environment and the flags; exits 1 with the problems if invalid. */
+async function loadSettings(args: ReturnType<typeof parseCli>): Promise<{ config: Config; path: string; fromEnv: string[] }> {
   const path = args.config ?? process.env.SHOAL_CONFIG ?? defaultConfigPath();
-  let config: Config;
-  let fromEnv: string[];
   try {
-    ({ config, fromEnv } = await loadConfig(path));
+    let { config, fromEnv } = await loadConfig(path);
     if (args.host !== undefined) config = { ...config, ws: { ...config.ws, host: args.host } };
     if (args.port !== undefined) {
       config = { ...config, ws: { ...config.ws, port: parsePort("--port", args.port) } };
     }
+    return { config, path, fromEnv };
   } catch (error) {
     const message = error instanceof ConfigError ? error.message : `cannot load config ${path}: ${error}`;
     process.stderr.write(`shoal: ${message}\n`);
     process.exit(1);
   }
-  if (args.check) return void process.stdout.write(summary(config, path, fromEnv));
+}
 
-  const runtime = await loadRuntime();
-  await setupLogging(config.log);
+/** What `start` brought up, for the shutdown to take down. */
+interface Running {
+  readonly router: Router;
+  readonly listener: Listener;
+  readonly metricsListener: Listener | undefined;
+  readonly secure: boolean;
+}
+
+/**
+ * Connect the broker, then serve: the main listener (WebSockets, `/publish`, health, maybe `/metrics`) and
+ * SocketShark's separate metrics listener when configured. Undefined when the broker cannot be reached (exit 1).
+ * `onFatal` is the broker giving up later (`onConnectionLoss: "shutdown"`).
+ */
+async function start(
+  config: Config,
+  runtime: Runtime,
+  onFatal: (reason: string) => void,
+): Promise<Running | undefined> {
   const log = getLogger(["shoal"]);
-  runtime.onUncaught((error, kind) => {
-    log.error(kind === "exception" ? "uncaught exception" : "unhandled rejection", {
-      error: String(error),
-      stack: error instanceof Error ? error.stack : undefined,
-    });
-  });
-
   const fetch = config.http.caFile ? runtime.fetchWithCa(await runtime.readTextFile(config.http.caFile)) : undefined;
-  // Set once the listener exists; a fatal broker loss before that only fails start-up.
-  let stop: ((reason: string) => Promise<void>) | undefined;
   const metrics = createMetrics(config.metrics);
-  const router = new Router({
-    config,
-    broker: createBroker(config.broker),
-    fetch,
-    observer: metrics.observer,
-    onFatal: (reason) => void stop?.(reason),
-  });
+  const router = new Router({ config, broker: createBroker(config.broker), fetch, observer: metrics.observer, onFatal });
   try {
     await router.start();
   } catch (error) {
     log.fatal("could not connect to the broker", { error: String(error) });
     process.exitCode = 1;
-    return;
+    return undefined;
   }
 
   const tls = config.ws.tls
@@ -186,17 +183,25 @@ async function main(): Promise<void> {
       handshakeTimeout: config.ws.handshakeTimeout,
     })
     : undefined;
-  // Signal handlers go in before "ready" is announced, so a supervisor's early SIGTERM is always graceful.
+  return { router, listener, metricsListener, secure: tls !== undefined };
+}
+
+/**
+ * The graceful stop (sessions first, with 1000 and their callbacks, then the listeners) and the signals that
+ * start it; a second signal exits at once. Returns the stop, for a fatal broker loss to call too.
+ */
+function installShutdown(running: Running, runtime: Runtime): (reason: string) => Promise<void> {
+  const log = getLogger(["shoal"]);
   let stopping = false;
-  stop = async (reason) => {
+  const stop = async (reason: string) => {
     if (stopping) return;
     stopping = true;
     log.info("stop requested", { reason });
     // Sessions first (close 1000 and their callbacks), then the listener: stopping the listener first would close
     // the WebSockets with 1001 on Deno, and on Bun it waits for them to close.
-    await router.shutdown();
-    await listener.stop();
-    await metricsListener?.stop();
+    await running.router.shutdown();
+    await running.listener.stop();
+    await running.metricsListener?.stop();
     runtime.exit(0);
   };
   let signals = 0;
@@ -205,13 +210,39 @@ async function main(): Promise<void> {
       log.warn("second signal; exiting at once", { signal });
       runtime.exit(1);
     }
-    void stop!(signal);
+    void stop(signal);
   });
+  return stop;
+}
+
+async function main(): Promise<void> {
+  const args = parseCli(process.argv.slice(2));
+  if (args.help) return void process.stdout.write(USAGE);
+  if (args.version) return void process.stdout.write(`shoal ${VERSION}\n`);
+  const { config, path, fromEnv } = await loadSettings(args);
+  if (args.check) return void process.stdout.write(summary(config, path, fromEnv));
+
+  const runtime = await loadRuntime();
+  await setupLogging(config.log);
+  const log = getLogger(["shoal"]);
+  runtime.onUncaught((error, kind) => {
+    log.error(kind === "exception" ? "uncaught exception" : "unhandled rejection", {
+      error: String(error),
+      stack: error instanceof Error ? error.stack : undefined,
+    });
+  });
+
+  // Set once the listeners exist; a fatal broker loss before that only fails start-up.
+  let stop: ((reason: string) => Promise<void>) | undefined;
+  const running = await start(config, runtime, (reason) => void stop?.(reason));
+  if (!running) return;
+  // Signal handlers go in before "ready" is announced, so a supervisor's early SIGTERM is always graceful.
+  stop = installShutdown(running, runtime);
   log.info("shoal ready", {
     host: config.ws.host,
-    port: listener.port,
-    ...(metricsListener ? { metrics_port: metricsListener.port } : {}),
-    secure: tls !== undefined,
+    port: running.listener.port,
+    ...(running.metricsListener ? { metrics_port: running.metricsListener.port } : {}),
+    secure: running.secure,
     runtime: runtime.name,
     runtime_version: runtime.version,
     version: VERSION,
