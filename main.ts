@@ -226,10 +226,8 @@ async function main(): Promise<void> {
   await setupLogging(config.log);
   const log = getLogger(["shoal"]);
   runtime.onUncaught((error, kind) => {
-    log.error(kind === "exception" ? "uncaught exception" : "unhandled rejection", {
-      error: String(error),
-      stack: error instanceof Error ? error.stack : undefined,
-    });
+    // The error object itself: the JSON line carries its name, message and stack.
+    log.error(kind === "exception" ? "uncaught exception" : "unhandled rejection", { error });
   });
 
   // Set once the listeners exist; a fatal broker loss before that only fails start-up.

@@ -42,7 +42,7 @@ export class ReceiveQueue {
       try {
         this.#deliver({ channel, payload, receivedAt, queueSize });
       } catch (error) {
-        log.error("delivery failed; message dropped", { channel, error: String(error), payload: clip(payload) });
+        log.error("delivery failed; message dropped", { channel, error, payload: clip(payload) });
       }
     }
     this.clear();

@@ -214,7 +214,7 @@ export class Session implements SubscriptionOwner {
         try {
           await this.#handlers.unsubscribeCallbacks(this.#router, subscription);
         } catch (error) {
-          log.error("unsubscribe callbacks failed", { session: this.id, subscription: subscription.name, error: String(error) });
+          log.error("unsubscribe callbacks failed", { session: this.id, subscription: subscription.name, error });
         }
       }
     } finally {
@@ -228,7 +228,7 @@ export class Session implements SubscriptionOwner {
     this.#queue.push(task);
     // #drain catches what its tasks throw; this catch is for a bug in #drain itself (an unhandled rejection
     // ends a Bun process).
-    if (!this.#running) this.#drain().catch((error) => log.error("event queue failed", { session: this.id, error: String(error) }));
+    if (!this.#running) this.#drain().catch((error) => log.error("event queue failed", { session: this.id, error }));
   }
 
   async #drain(): Promise<void> {
@@ -258,7 +258,7 @@ export class Session implements SubscriptionOwner {
     try {
       await task.run();
     } catch (error) {
-      log.error("internal task failed", { session: this.id, error: String(error) });
+      log.error("internal task failed", { session: this.id, error });
     }
   }
 
@@ -299,7 +299,7 @@ export class Session implements SubscriptionOwner {
           error = sendError; // the reply itself failed: answer as for any other bug
         }
       }
-      log.error("unhandled event processing exception", { session: this.id, event: name, error: String(error) });
+      log.error("unhandled event processing exception", { session: this.id, event: name, error });
       this.send(errorFrame(name, Errors.unhandledException, { subscription }));
       void this.close(Closes.normal);
     }

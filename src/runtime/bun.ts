@@ -213,7 +213,7 @@ class BunListener implements Listener {
       return closing(await Promise.race([this.#app.fetch(request, server), deadline]));
     } catch (error) {
       // Hono answers its handlers' errors itself; this is a bug, and must not become Bun's error page.
-      log.error("request handler failed", { error: String(error) });
+      log.error("request handler failed", { error });
       return closing(Response.json({ status: "error", error: "Internal server error." }, { status: 500 }));
     } finally {
       clearTimeout(timer);
@@ -224,7 +224,7 @@ class BunListener implements Listener {
     try {
       this.#options.onRefused?.(reason);
     } catch (error) {
-      log.error("refusal hook failed", { error: String(error) });
+      log.error("refusal hook failed", { error });
     }
   }
 

@@ -184,7 +184,7 @@ export class DenoHttpServer {
     try {
       this.#options.onRefused?.(reason);
     } catch (error) {
-      log.error("refusal hook failed", { error: String(error) });
+      log.error("refusal hook failed", { error });
     }
   }
 
@@ -469,7 +469,7 @@ class HttpConnection {
     try {
       response = await this.#server.handle(request, handoff ? { remoteAddr, upgrade: handoff } : { remoteAddr });
     } catch (error) {
-      log.error("request handler failed", { error: String(error) });
+      log.error("request handler failed", { error });
       response = Response.json({ status: "error", error: "Internal server error." }, { status: 500 });
     }
     if (this.#state !== "open") return false;

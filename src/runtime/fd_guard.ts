@@ -65,7 +65,7 @@ export class FdGuard {
       try {
         this.#check();
       } catch (error) {
-        log.error("file descriptor check failed", { error: String(error) });
+        log.error("file descriptor check failed", { error });
       }
       if (!this.#closed) this.#schedule();
     }, this.#options.intervalMs ?? 1000);

@@ -42,7 +42,7 @@ export function createApp(options: AppOptions): Hono {
       log.info("request body could not be read", { path: c.req.path, error: String(error) });
       return c.json({ status: "error", error: "Body could not be read." }, 400);
     }
-    log.error("unhandled error in HTTP handler", { path: c.req.path, error: String(error), stack: error.stack });
+    log.error("unhandled error in HTTP handler", { path: c.req.path, error });
     return c.json({ status: "error", error: "Internal server error." }, 500);
   });
 

@@ -72,7 +72,7 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
         support.watchKeepAlive(ws.raw, this); // the runtime pings (Deno) and tells `pingTimedOut`
       }
     } catch (error) {
-      log.error("unhandled error in open handler", { error: String(error) });
+      log.error("unhandled error in open handler", { error });
     }
   }
 
@@ -88,7 +88,7 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
       }
       session.receive(data);
     } catch (error) {
-      log.error("unhandled error in consumer handler", { session: session?.id, error: String(error) });
+      log.error("unhandled error in consumer handler", { session: session?.id, error });
     }
   }
 
@@ -105,9 +105,9 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
       this.#context.budget.remove(this);
       this.#keepAlive?.stop();
       this.#context.router.clock.clearTimeout(this.#terminateTimer);
-      session?.disconnected().catch((error) => log.error("teardown failed", { session: session.id, error: String(error) }));
+      session?.disconnected().catch((error) => log.error("teardown failed", { session: session.id, error }));
     } catch (error) {
-      log.error("unhandled error in close handler", { session: session?.id, error: String(error) });
+      log.error("unhandled error in close handler", { session: session?.id, error });
     }
   }
 
