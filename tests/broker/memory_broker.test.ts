@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { BrokerMessage } from "../../src/broker/broker.ts";
+import { MemoryBroker } from "../../src/broker/memory_broker.ts";
+
+async function started() {
+  const broker = new MemoryBroker();
+  const received: BrokerMessage[] = [];
+  const statuses: boolean[] = [];
+  await broker.start({ onMessage: (m) => received.push(m), onStatus: (s) => statuses.push(s.ready) });
+  return { broker, received, statuses };
+}
+
+const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+test("MemoryBroker: ready at once; a published message reaches a subscribed channel on a later turn, with queue_size", async () => {
+  const { broker, received, statuses } = await started();
+  assert.deepEqual(statuses, [true]);
+  assert.equal(broker.ready, true);
+  await broker.subscribe("a");
+  void broker.publish("a", "1");
+  void broker.publish("a", "2");
+  assert.equal(received.length, 0, "never delivered inside publish");
+  await turn();
+  assert.deepEqual(received.map((m) => [m.channel, m.payload, m.queueSize]), [["a", "1", 2], ["a", "2", 1]]);
+  assert.ok(received.every((m) => Math.abs(m.receivedAt - Date.now()) < 5000));
+});
+
+test("MemoryBroker: a channel nobody subscribes drops the message; unsubscribing while queued drops it too", async () => {
+  const { broker, received } = await started();
+  await broker.publish("nobody", "x");
+  await broker.subscribe("a");
+  void broker.publish("a", "queued");
+  void broker.unsubscribe("a");
+  await broker.unsubscribe("a"); // not subscribed: nothing happens
+  await turn();
+  assert.deepEqual(received, []);
+  assert.deepEqual([...broker.channels], []);
+});
+
+test("MemoryBroker: after close it is not ready, holds no channel and refuses subscribe and publish", async () => {
+  const { broker, received } = await started();
+  await broker.subscribe("a");
+  void broker.publish("a", "before close");
+  await broker.close();
+  await turn();
+  assert.deepEqual(received, []);
+  assert.equal(broker.ready, false);
+  assert.equal(broker.channels.size, 0);
+  await assert.rejects(broker.subscribe("a"), /closed/);
+  await assert.rejects(broker.publish("a", "x"), /closed/);
+});
