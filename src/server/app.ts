@@ -37,8 +37,9 @@ export function createApp(options: AppOptions): Hono {
   app.onError((error, c) => {
     // Hono's own answers (the bearer check's 401s) travel as HTTPExceptions.
     if (error instanceof HTTPException) return error.getResponse();
-    // A request body the runtime could not read (a malformed chunked body) carries status 400.
-    if ((error as { status?: unknown }).status === 400) {
+    // A request body the runtime could not read (a malformed chunked body) carries status 400; one cut off because
+    // the client or the runtime closed the connection is an AbortError. Neither is a bug.
+    if ((error as { status?: unknown }).status === 400 || error.name === "AbortError") {
       log.info("request body could not be read", { path: c.req.path, error: String(error) });
       return c.json({ status: "error", error: "Body could not be read." }, 400);
     }
