@@ -3,6 +3,7 @@ import { readOptions } from "../protocol/broker_message.ts";
 import { Errors, EventError, LimitErrors } from "../protocol/errors.ts";
 import { okFrame } from "../protocol/frames.ts";
 import { truthy } from "../protocol/pyvalues.ts";
+import { utf8Exceeds } from "../protocol/utf8.ts";
 import type { ServiceAnswer } from "../services/service_client.ts";
 import type { CoreContext } from "./context.ts";
 import type { EventHandler, Session, SessionHandlers } from "./session.ts";
@@ -201,15 +202,6 @@ function resolve(router: CoreContext, fields: Fields): { name: string; serviceNa
   const service = Object.hasOwn(router.config.services, serviceName) ? router.config.services[serviceName] : undefined;
   if (!service) throw new EventError(Errors.invalidService);
   return { name, serviceName, service };
-}
-
-const encoder = new TextEncoder();
-
-/** Whether a string's UTF-8 form is longer than `max` bytes, encoding it only when its length leaves that open. */
-function utf8Exceeds(text: string, max: number): boolean {
-  if (text.length > max) return true;
-  if (text.length * 3 <= max) return false;
-  return encoder.encode(text).byteLength > max;
 }
 
 /** The service's extra fields present in a request. */

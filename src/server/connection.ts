@@ -5,6 +5,7 @@ import type { Session } from "../core/session.ts";
 import type { Transport } from "../core/transport.ts";
 import { debugEnabled } from "../log.ts";
 import { Closes } from "../protocol/close_codes.ts";
+import { utf8Exceeds } from "../protocol/utf8.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
 import { BufferBudget, type Budgeted } from "./buffer_budget.ts";
 import { KeepAlive, type KeepAlivePeer } from "./keep_alive.ts";
@@ -82,7 +83,7 @@ export class Connection implements Transport, KeepAlivePeer, Watched, Budgeted {
       if (!session) return;
       const data = event.data as string | ArrayBuffer | Uint8Array | Blob;
       if (data instanceof Blob) return; // binaryType is arraybuffer on both runtimes; a Blob never arrives
-      if (exceeds(data, this.#context.maxMessageBytes)) {
+      if (utf8Exceeds(data, this.#context.maxMessageBytes)) {
         void session.close(Closes.messageTooBig);
         return;
       }
@@ -274,14 +275,4 @@ export class BufferSweeper {
       }
     }
   }
-}
-
-const encoder = new TextEncoder();
-
-/** Whether a frame is over the byte limit, encoding it only when its length leaves the answer open. */
-function exceeds(data: string | ArrayBuffer | Uint8Array, max: number): boolean {
-  if (typeof data !== "string") return data.byteLength > max;
-  if (data.length > max) return true;
-  if (data.length * 3 <= max) return false;
-  return encoder.encode(data).byteLength > max;
 }

@@ -28,15 +28,8 @@ export function addPublishRoute(app: Hono, router: Router): void {
         onError: (c) => c.json({ status: "error", error: `Body larger than ${publish.maxBodyBytes} bytes.` }, 413),
       }),
       async (c) => {
-        let text: string;
-        try {
-          text = await c.req.text();
-        } catch (error) {
-          // A malformed chunked body, or a client gone mid-body: the client's fault, answered as such.
-          log.info("publish body could not be read", { error: String(error) });
-          return c.json({ status: "error", error: "Body could not be read." }, 400);
-        }
-        const json = parseJson(text);
+        // A body that cannot be read (malformed chunks, a client gone mid-body) is answered 400 by `app.onError`.
+        const json = parseJson(await c.req.text());
         if (!json.ok) {
           const error = json.reason === "too deep"
             ? `Body must not be ${TOO_DEEP}.`
