@@ -38,11 +38,13 @@ export class MemoryBroker implements Broker {
     return Promise.resolve();
   }
 
+  /** Resolves once the message has been handed to the hub (or dropped: nobody subscribes to `channel`). */
   publish(channel: string, payload: string): Promise<void> {
     if (this.#closed) return Promise.reject(new Error("broker closed"));
     // Like Redis PUBLISH: a channel nobody subscribes to drops the message.
-    if (this.#channels.has(channel)) this.#queue?.push(channel, payload);
-    return Promise.resolve();
+    if (!this.#channels.has(channel) || !this.#queue) return Promise.resolve();
+    this.#queue.push(channel, payload);
+    return this.#queue.drained();
   }
 
   close(): Promise<void> {

@@ -15,6 +15,7 @@ export class ReceiveQueue {
   readonly #items: { channel: string; payload: string }[] = [];
   #head = 0;
   #scheduled = false;
+  #drained: (() => void)[] = [];
 
   constructor(deliver: (message: BrokerMessage) => void) {
     this.#deliver = deliver;
@@ -25,6 +26,12 @@ export class ReceiveQueue {
     if (this.#scheduled) return;
     this.#scheduled = true;
     queueMicrotask(() => this.#drain());
+  }
+
+  /** Resolves once what is queued now has been handed on (at once if nothing is). */
+  drained(): Promise<void> {
+    if (!this.#scheduled) return Promise.resolve();
+    return new Promise((resolve) => this.#drained.push(resolve));
   }
 
   /** Forget what is waiting (on close). */
@@ -46,5 +53,8 @@ export class ReceiveQueue {
       }
     }
     this.clear();
+    const drained = this.#drained;
+    this.#drained = [];
+    for (const resolve of drained) resolve();
   }
 }

@@ -1,5 +1,6 @@
 import type { Config } from "../config.ts";
 import type { CallbackName, PostOptions, ServiceAnswer } from "../services/service_client.ts";
+import type { Activity } from "./activity.ts";
 import type { Clock } from "./clock.ts";
 import type { HubMember } from "./hub.ts";
 import type { Observer } from "./observer.ts";
@@ -26,6 +27,8 @@ export interface Registry {
 export interface CoreContext {
   readonly config: Config;
   readonly clock: Clock;
+  /** Counts the work in flight (events, teardowns, renewals, heartbeats): the core's idle signal. */
+  readonly activity: Activity;
   readonly observer: Observer;
   readonly services: Services;
   readonly hub: Registry;

@@ -3,6 +3,7 @@ import type { Broker, BrokerMessage } from "../broker/broker.ts";
 import { parsePublishedPayload, type PublishedMessage } from "../protocol/broker_message.ts";
 import { messageFrame } from "../protocol/frames.ts";
 import { clip } from "../log.ts";
+import type { Activity } from "./activity.ts";
 import { type Clock, isoTimestamp } from "./clock.ts";
 import type { Observer } from "./observer.ts";
 
@@ -50,6 +51,7 @@ export class Hub {
   readonly #broker: Broker;
   readonly #clock: Clock;
   readonly #observer: Observer;
+  readonly #activity: Activity | undefined;
   readonly #channels = new Map<string, Set<HubMember>>();
   readonly #ready = new Map<string, Promise<void>>();
   readonly #tails = new Map<string, Promise<void>>();
@@ -57,10 +59,11 @@ export class Hub {
   readonly #groups = new Map<string, Map<string, FanoutGroup>>();
   #publish: ((topic: string, text: string) => void) | undefined;
 
-  constructor(broker: Broker, options: { clock: Clock; observer: Observer }) {
+  constructor(broker: Broker, options: { clock: Clock; observer: Observer; activity?: Activity }) {
     this.#broker = broker;
     this.#clock = options.clock;
     this.#observer = options.observer;
+    this.#activity = options.activity;
   }
 
   /**
@@ -132,7 +135,7 @@ export class Hub {
     this.#channels.delete(name);
     this.#ready.delete(name);
     this.#chain(name, () => this.#broker.unsubscribe(name)).catch((error) =>
-      log.error("broker unsubscribe failed", { channel: name, error: String(error) })
+      log.error("broker unsubscribe failed", { channel: name, error })
     );
   }
 
@@ -225,6 +228,7 @@ export class Hub {
   #chain(name: string, op: () => Promise<void>): Promise<void> {
     const previous = this.#tails.get(name) ?? Promise.resolve();
     const next = previous.catch(() => {}).then(op);
+    this.#activity?.track(next);
     this.#tails.set(name, next);
     const forget = () => {
       if (this.#tails.get(name) === next) this.#tails.delete(name);

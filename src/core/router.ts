@@ -4,6 +4,7 @@ import type { Config } from "../config.ts";
 import { Closes } from "../protocol/close_codes.ts";
 import { debugEnabled } from "../log.ts";
 import { ServiceClient } from "../services/service_client.ts";
+import { Activity } from "./activity.ts";
 import { type Clock, raceTimeout, systemClock } from "./clock.ts";
 import { Hub } from "./hub.ts";
 import type { Observer } from "./observer.ts";
@@ -41,6 +42,7 @@ export class Router implements CoreContext {
   readonly services: ServiceClient;
   readonly hub: Hub;
   readonly broker: Broker;
+  readonly activity = new Activity();
   readonly #sessions = new Set<Session>();
   readonly #shutdown = new AbortController();
   #nextId = 0;
@@ -65,7 +67,7 @@ export class Router implements CoreContext {
       observe: (callback, outcome, seconds) => this.observer.callback?.(callback, outcome, seconds),
       onRefused: (_callback, reason) => this.observer.refused?.(reason),
     });
-    this.hub = new Hub(options.broker, { clock: this.clock, observer: this.observer });
+    this.hub = new Hub(options.broker, { clock: this.clock, observer: this.observer, activity: this.activity });
   }
 
   /** Connect the broker; messages flow to the hub from then on. */

@@ -67,15 +67,14 @@ export class Session implements SubscriptionOwner {
   #closing: Promise<void> | undefined;
 
   constructor(context: CoreContext, transport: Transport, options: SessionOptions) {
-    const router = context;
     this.#router = context;
     this.#transport = transport;
     this.id = options.id;
     this.#handlers = options.handlers;
     this.#onClosed = options.onClosed;
-    const { eventsPerSecond, eventsBurst } = router.config.limits;
+    const { eventsPerSecond, eventsBurst } = context.config.limits;
     if (eventsPerSecond > 0) {
-      this.#bucket = new TokenBucket(router.clock, { rate: eventsPerSecond, burst: eventsBurst || Math.ceil(eventsPerSecond) });
+      this.#bucket = new TokenBucket(context.clock, { rate: eventsPerSecond, burst: eventsBurst || Math.ceil(eventsPerSecond) });
     }
   }
 
@@ -192,7 +191,7 @@ export class Session implements SubscriptionOwner {
    */
   disconnected(): Promise<void> {
     if (!this.#closing) {
-      this.#closing = withContext({ session: this.id }, () => this.#teardown());
+      this.#closing = this.#router.activity.track(withContext({ session: this.id }, () => this.#teardown()));
       this.#gone.abort();
     }
     return this.#closing;
@@ -228,7 +227,8 @@ export class Session implements SubscriptionOwner {
     this.#queue.push(task);
     // #drain catches what its tasks throw; this catch is for a bug in #drain itself (an unhandled rejection
     // ends a Bun process).
-    if (!this.#running) this.#drain().catch((error) => log.error("event queue failed", { session: this.id, error }));
+    if (this.#running) return;
+    this.#router.activity.track(this.#drain()).catch((error) => log.error("event queue failed", { session: this.id, error }));
   }
 
   async #drain(): Promise<void> {

@@ -242,7 +242,8 @@ export class Subscription implements HubMember {
     const delay = Math.max(0, period - this.#router.clock.random() * jitter);
     this.#renewalTimer = this.#router.clock.setTimeout(() => {
       this.#renewalTimer = undefined;
-      this.#renew().catch((error) => log.error("renewal failed", { subscription: this.name, error }));
+      this.#router.activity.track(this.#renew())
+        .catch((error) => log.error("renewal failed", { subscription: this.name, error }));
     }, delay * 1000);
   }
 
@@ -277,7 +278,8 @@ export class Subscription implements HubMember {
   #scheduleHeartbeat(seconds: number): void {
     this.#heartbeatTimer = this.#router.clock.setTimeout(() => {
       this.#heartbeatTimer = undefined;
-      this.#beat().catch((error) => log.error("heartbeat failed", { subscription: this.name, error }));
+      this.#router.activity.track(this.#beat())
+        .catch((error) => log.error("heartbeat failed", { subscription: this.name, error }));
     }, seconds * 1000);
   }
 

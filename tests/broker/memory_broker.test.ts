@@ -11,17 +11,15 @@ async function started() {
   return { broker, received, statuses };
 }
 
-const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
-
 test("MemoryBroker: ready at once; a published message reaches a subscribed channel on a later turn, with queue_size", async () => {
   const { broker, received, statuses } = await started();
   assert.deepEqual(statuses, [true]);
   assert.equal(broker.ready, true);
   await broker.subscribe("a");
-  void broker.publish("a", "1");
-  void broker.publish("a", "2");
+  const first = broker.publish("a", "1");
+  const second = broker.publish("a", "2");
   assert.equal(received.length, 0, "never delivered inside publish");
-  await turn();
+  await Promise.all([first, second]); // each resolves once handed on
   assert.deepEqual(received.map((m) => [m.channel, m.payload, m.queueSize]), [["a", "1", 2], ["a", "2", 1]]);
   assert.ok(received.every((m) => Math.abs(m.receivedAt - Date.now()) < 5000));
 });
@@ -30,10 +28,10 @@ test("MemoryBroker: a channel nobody subscribes drops the message; unsubscribing
   const { broker, received } = await started();
   await broker.publish("nobody", "x");
   await broker.subscribe("a");
-  void broker.publish("a", "queued");
+  const queued = broker.publish("a", "queued");
   void broker.unsubscribe("a");
   await broker.unsubscribe("a"); // not subscribed: nothing happens
-  await turn();
+  await queued;
   assert.deepEqual(received, []);
   assert.deepEqual([...broker.channels], []);
 });
@@ -41,9 +39,9 @@ test("MemoryBroker: a channel nobody subscribes drops the message; unsubscribing
 test("MemoryBroker: after close it is not ready, holds no channel and refuses subscribe and publish", async () => {
   const { broker, received } = await started();
   await broker.subscribe("a");
-  void broker.publish("a", "before close");
+  const before = broker.publish("a", "before close");
   await broker.close();
-  await turn();
+  await before; // the drain it waited for ran, and handed on nothing
   assert.deepEqual(received, []);
   assert.equal(broker.ready, false);
   assert.equal(broker.channels.size, 0);

@@ -12,9 +12,20 @@ test("ReceiveQueue: a delivery that throws is dropped and the messages behind it
   queue.push("a", "1");
   queue.push("a", "bad");
   queue.push("a", "3");
-  await Promise.resolve();
+  await queue.drained();
   assert.deepEqual(seen, ["1:3", "3:1"]);
   queue.push("a", "4");
-  await Promise.resolve();
+  await queue.drained();
   assert.deepEqual(seen, ["1:3", "3:1", "4:1"], "the queue keeps working after a failure");
+});
+
+test("ReceiveQueue: drained() resolves at once when nothing waits, and after the hand-on when something does", async () => {
+  const seen: string[] = [];
+  const queue = new ReceiveQueue((message: BrokerMessage) => seen.push(message.payload));
+  await queue.drained();
+  queue.push("a", "1");
+  const drained = queue.drained();
+  assert.deepEqual(seen, [], "never handed on inside push");
+  await drained;
+  assert.deepEqual(seen, ["1"]);
 });

@@ -2,7 +2,7 @@
 // exactly what per-session delivery would send. (Every other core test also runs on this path: SHOAL_TEST_FANOUT.)
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { flush, gate } from "../support/fake_clock.ts";
+import { gate } from "../support/fake_clock.ts";
 import { Harness } from "../support/harness.ts";
 
 const BEFORE = "http://svc.test/before_subscribe";
@@ -78,7 +78,7 @@ test("fanout: a pending subscription buffers; after the OK come the buffered mes
   h.services.on(BEFORE, { status: "ok" });
   await early.call({ event: "subscribe", subscription: "slow.x" });
   const open = gate();
-  h.services.on(BEFORE, { after: open.promise, reply: { status: "ok" } });
+  h.services.on(BEFORE, { after: open, reply: { status: "ok" } });
   const late = h.connect();
   await late.send({ event: "subscribe", subscription: "slow.x" });
   await h.publish({ subscription: "slow.x", data: "during setup" });
@@ -86,7 +86,7 @@ test("fanout: a pending subscription buffers; after the OK come the buffered mes
   assert.deepEqual(late.take(), [], "nothing before the OK");
   assert.equal(h.router.hub.fanoutMembers, 1, "only the active subscription joined its topic");
   open.open();
-  await flush();
+  await h.settled();
   await h.publish({ subscription: "slow.x", data: "after" });
   assert.deepEqual(late.take().map((f) => f.event === "message" ? f.data : f.event), ["subscribe", "during setup", "after"]);
   assert.equal(h.router.hub.fanoutMembers, 2);

@@ -2,9 +2,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { MemoryBroker } from "../../src/broker/memory_broker.ts";
+import { Activity } from "../../src/core/activity.ts";
 import { type FrameSource, Hub, type HubMember } from "../../src/core/hub.ts";
 import type { PublishedMessage } from "../../src/protocol/broker_message.ts";
-import { FakeClock, flush } from "../support/fake_clock.ts";
+import { FakeClock } from "../support/fake_clock.ts";
 
 /** A member recording what reaches it; `active` decides whether a uniform message goes out. */
 class FakeMember implements HubMember {
@@ -50,17 +51,18 @@ class FakeMember implements HubMember {
 async function world() {
   const broker = new MemoryBroker();
   const delivered: number[] = [];
-  const hub = new Hub(broker, { clock: new FakeClock(), observer: { delivered: (n) => delivered.push(n) } });
+  const activity = new Activity();
+  const hub = new Hub(broker, { clock: new FakeClock(), observer: { delivered: (n) => delivered.push(n) }, activity });
   await broker.start({ onMessage: (message) => hub.deliver(message) });
   const publish = async (channel: string, message: unknown) => {
+    // Resolves once the hub has had the message.
     await broker.publish(channel, typeof message === "string" ? message : JSON.stringify(message));
-    await flush();
   };
-  return { broker, hub, delivered, publish };
+  return { broker, hub, delivered, publish, activity };
 }
 
 test("Hub: the first member subscribes the broker channel, the last one out unsubscribes it", async () => {
-  const { broker, hub } = await world();
+  const { broker, hub, activity } = await world();
   const a = new FakeMember("svc.x");
   const b = new FakeMember("svc.x");
   await hub.add(a);
@@ -71,7 +73,7 @@ test("Hub: the first member subscribes the broker channel, the last one out unsu
   hub.remove(a); // idempotent
   assert.deepEqual([...broker.channels], ["svc.x"]);
   hub.remove(b);
-  await flush();
+  await activity.idle(); // the broker unsubscribe
   assert.deepEqual([...broker.channels], []);
   assert.equal(hub.channelCount, 0);
 });

@@ -1,7 +1,7 @@
 // The per-connection limits of a public endpoint (extensions E5), driven through sessions on the memory broker.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { flush, gate, until } from "../support/fake_clock.ts";
+import { gate, until } from "../support/fake_clock.ts";
 import { Harness } from "../support/harness.ts";
 import { TokenBucket } from "../../src/core/token_bucket.ts";
 import { FakeClock } from "../support/fake_clock.ts";
@@ -115,13 +115,13 @@ test("limits: queued events past maxPendingBytes close the connection with 1008"
     limits: { maxPendingBytes: 1200 },
   }).start();
   const held = gate();
-  h.services.on(ON_MSG, { after: held.promise, reply: { status: "ok" } });
+  h.services.on(ON_MSG, { after: held, reply: { status: "ok" } });
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "slow.a" });
   // ~450 characters and 3 structural characters: weighs ~546 bytes.
   const frame = JSON.stringify({ event: "message", subscription: "slow.a", data: "x".repeat(400) });
   c.session.receive(frame); // runs at once: not queued
-  await flush();
+  await h.settled();
   c.session.receive(frame);
   c.session.receive(frame);
   assert.equal(c.transport.closed, undefined, "two queued frames fit in 1200 bytes");
@@ -137,13 +137,13 @@ test("limits: a dense frame weighs its parsed size, so few of them may wait; one
     limits: { maxPendingBytes: 100_000 },
   }).start();
   const held = gate();
-  h.services.on(ON_MSG, { after: held.promise, reply: { status: "ok" } });
+  h.services.on(ON_MSG, { after: held, reply: { status: "ok" } });
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "slow.a" });
   // 20,000 characters that parse into 10,000 objects: about 340 KB once parsed.
   const dense = JSON.stringify({ event: "message", subscription: "slow.a", data: Array(5000).fill({}) });
   c.session.receive(dense); // nothing ahead of it: it runs, whatever it weighs
-  await flush();
+  await h.settled();
   assert.equal(c.transport.closed, undefined);
   c.session.receive(dense); // waits behind the first: 340 KB > 100 KB
   assert.deepEqual(c.transport.closed, { code: 1008, reason: "too many pending bytes" });
@@ -157,11 +157,11 @@ test("limits: rate-limited events hold only their small reply while they wait, n
     limits: { maxPendingBytes: 64 * 1024, eventsPerSecond: 1, eventsBurst: 2 },
   }).start();
   const held = gate();
-  h.services.on(ON_MSG, { after: held.promise, reply: { status: "ok", data: "done" } });
+  h.services.on(ON_MSG, { after: held, reply: { status: "ok", data: "done" } });
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "slow.a" });
   c.session.receive(JSON.stringify({ event: "message", subscription: "slow.a" })); // the second token: runs, held
-  await flush();
+  await h.settled();
   const big = JSON.stringify({ event: "message", subscription: "slow.a", data: "x".repeat(200_000) });
   for (let i = 0; i < 200; i++) c.session.receive(big); // 40 MB of frames, all refused by the rate limit
   assert.equal(c.transport.closed, undefined, "200 small refusals fit in 64 KiB");
@@ -195,7 +195,7 @@ test("departure: a client gone while its callback hangs is released at once; its
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "slow.a" });
   c.session.receive(JSON.stringify({ event: "message", subscription: "slow.a", data: 1 }));
-  await flush();
+  await h.settled();
   assert.equal(h.services.bodies(ON_MSG).length, 1, "the callback is in flight");
   const done = c.session.disconnected();
   assert.equal(h.router.hub.channelCount, 0, "out of the hub at once: nothing more is delivered to it");
@@ -211,7 +211,7 @@ test("departure: on_unsubscribe after a client unsubscribe is not cancelled when
   const ON_UNSUB = "http://svc.test/on_unsubscribe";
   const h = await new Harness({ services: { svc: { requireAuthentication: false, onUnsubscribe: ON_UNSUB } } }).start();
   const held = gate();
-  h.services.on(ON_UNSUB, { after: held.promise, reply: { status: "ok" } });
+  h.services.on(ON_UNSUB, { after: held, reply: { status: "ok" } });
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "svc.a" });
   assert.deepEqual(await c.call({ event: "unsubscribe", subscription: "svc.a" }), [

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { flush, gate, until } from "../support/fake_clock.ts";
+import { gate, until } from "../support/fake_clock.ts";
 import { Harness } from "../support/harness.ts";
 
 const AUTHZ = "http://svc.test/authorize";
@@ -20,16 +20,16 @@ const config = {
 test("session: replies come in event order; ping is answered at once past a slow event (decision 12)", async () => {
   const h = await new Harness(config).start();
   const held = gate();
-  h.services.on(ON_MSG, { after: held.promise, reply: { status: "ok", data: "late" } });
+  h.services.on(ON_MSG, { after: held, reply: { status: "ok", data: "late" } });
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "slow.a" });
   c.session.receive(JSON.stringify({ event: "message", subscription: "slow.a" }));
   c.session.receive(JSON.stringify({ event: "nope" }));
   c.session.receive(JSON.stringify({ event: "ping", data: "now" }));
-  await flush();
+  await h.settled();
   assert.deepEqual(c.take(), [{ event: "pong", data: "now" }]);
   held.open();
-  await flush();
+  await h.settled();
   assert.deepEqual(c.take(), [
     { event: "message", status: "ok", data: "late", subscription: "slow.a" },
     { event: "nope", status: "error", error: "Event not found." },
@@ -57,7 +57,7 @@ test("session: 1,000 events sent without waiting get 1,000 replies in order", as
 test("session: more than maxPendingEvents waiting closes the connection with 1008", async () => {
   const h = await new Harness({ ...config, ws: { maxPendingEvents: 3 } }).start();
   const held = gate();
-  h.services.on(ON_MSG, { after: held.promise, reply: { status: "ok" } }).on(ON_UNSUB, { status: "ok" }).on(
+  h.services.on(ON_MSG, { after: held, reply: { status: "ok" } }).on(ON_UNSUB, { status: "ok" }).on(
     BEFORE_UNSUB,
     { status: "ok" },
   );
@@ -79,14 +79,14 @@ test("session: disconnect cancels the running event's callback, then unsubscribe
   }).start();
   const held = gate();
   h.services.on(BEFORE_UNSUB, { status: "error" }).on(ON_UNSUB, { status: "ok" }).on(ON_MSG, {
-    after: held.promise,
+    after: held,
     reply: { status: "ok" },
   });
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "a.1" });
   await c.call({ event: "subscribe", subscription: "b.2" });
   c.session.receive(JSON.stringify({ event: "message", subscription: "b.2" }));
-  await flush();
+  await h.settled();
   assert.equal(h.services.bodies(ON_MSG).length, 1, "the message callback is in flight");
   const done = c.session.disconnected();
   c.session.receive(JSON.stringify({ event: "ping" })); // ignored once closing
@@ -99,7 +99,7 @@ test("session: disconnect cancels the running event's callback, then unsubscribe
   assert.equal(h.broker.channels.size, 0);
   assert.deepEqual(c.take(), []);
   held.open();
-  await flush();
+  await h.settled();
   assert.deepEqual(c.take(), [], "the late answer goes nowhere");
 });
 
@@ -135,7 +135,7 @@ test("leaks: 1,000 connect/subscribe/disconnect cycles leave no session, channel
     const c = h.connect();
     c.session.receive(JSON.stringify({ event: "subscribe", subscription: `r.${i % 10}` }));
     c.session.receive(JSON.stringify({ event: "subscribe", subscription: "r.shared" }));
-    if (i % 3 === 0) await flush();
+    if (i % 3 === 0) await h.settled();
     void c.session.disconnected();
   }
   await until(() => h.router.sessionCount === 0, "all sessions closed", 10_000);
@@ -240,16 +240,16 @@ test("renewal racing a client unsubscribe: whichever comes second is a no-op (de
   }).start();
   const held = gate();
   h.services.on(AUTHZ, { status: "ok" }, { status: "error" })
-    .on(BEFORE_UNSUB, { after: held.promise, reply: { status: "ok" } }, { status: "ok" })
+    .on(BEFORE_UNSUB, { after: held, reply: { status: "ok" } }, { status: "ok" })
     .on(ON_UNSUB, { status: "ok" });
   const c = h.connect();
   await c.call({ event: "subscribe", subscription: "p.t" });
   c.session.receive(JSON.stringify({ event: "unsubscribe", subscription: "p.t" }));
-  await flush();
+  await h.settled();
   await h.clock.advance(1000); // renewal fails while the client's before_unsubscribe is pending
   held.open();
   await until(() => h.services.bodies(ON_UNSUB).length >= 1, "on_unsubscribe");
-  await flush();
+  await h.settled();
   assert.deepEqual(c.take(), [{ event: "unsubscribe", status: "ok", subscription: "p.t" }]);
   assert.equal(h.services.bodies(ON_UNSUB).length, 1);
   assert.equal(c.transport.closed, undefined);

@@ -191,7 +191,7 @@ test("a message without on_message gets no reply", async () => {
 test("messages published during setup are delivered right after the OK, without received_at/queue_size", async () => {
   const h = await new Harness(config).start();
   const held = gate();
-  h.services.on(AUTHZ, { status: "ok" }).on(BEFORE, { after: held.promise, reply: { status: "ok", data: "snap" } });
+  h.services.on(AUTHZ, { status: "ok" }).on(BEFORE, { after: held, reply: { status: "ok", data: "snap" } });
   const c = h.connect();
   c.session.receive(JSON.stringify({ event: "subscribe", subscription: "complex.b", extra: "E" }));
   await until(() => h.broker.channels.has("complex.b"), "the broker subscription");
@@ -217,7 +217,7 @@ test("before_subscribe failure rolls back the provisional registration and its b
   const held = gate();
   h.services
     .on(AUTHZ, { status: "ok" })
-    .on(BEFORE, { after: held.promise, reply: { status: "error", error: "nope" } }, { status: "ok" });
+    .on(BEFORE, { after: held, reply: { status: "error", error: "nope" } }, { status: "ok" });
   const c = h.connect();
   c.session.receive(JSON.stringify({ event: "subscribe", subscription: "complex.r" }));
   await until(() => h.broker.channels.has("complex.r"), "the broker subscription");

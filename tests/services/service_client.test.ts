@@ -4,7 +4,7 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import type { Clock } from "../../src/core/clock.ts";
 import { type CallbackName, type ServiceAnswer, ServiceClient, type ServiceClientOptions } from "../../src/services/service_client.ts";
 import { FetchSlots } from "../../src/services/fetch_slots.ts";
-import { FakeClock } from "../support/fake_clock.ts";
+import { FakeClock, until } from "../support/fake_clock.ts";
 import { ScriptedFetch } from "../support/scripted_fetch.ts";
 
 const URL_A = "http://service.test/callback";
@@ -629,8 +629,8 @@ class HeldFetch {
     })) as typeof fetch;
 }
 
-/** Let queued promise callbacks run (no timers involved). */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+/** Wait until `fetch` holds `count` requests. */
+const holding = (fetch: HeldFetch, count: number) => until(() => fetch.held === count, `${count} requests held`);
 
 test("maxCallbacksPerService: past the bound a call fails at once without a request; other services still go through", async () => {
   const held = new HeldFetch();
@@ -645,8 +645,7 @@ test("maxCallbacksPerService: past the bound a call fails at once without a requ
     onRefused: (callback, reason) => void (reason === "callbacks" && refusals.push(callback)),
   });
   const first = [client.post(URL_A, {}, "authorizer", { service: "A" }), client.post(URL_A, {}, "authorizer", { service: "A" })];
-  await settle();
-  assert.equal(held.held, 2);
+  await holding(held, 2);
   const started = Date.now();
   assert.deepEqual(await client.post(URL_A, {}, "authorizer", { service: "A" }), { ok: false });
   assert.ok(Date.now() - started < 100, "the refused call did not wait");
@@ -656,19 +655,17 @@ test("maxCallbacksPerService: past the bound a call fails at once without a requ
   // Another service (by name, or by origin when unnamed) is not affected by A's bound.
   const other = client.post(URL_A, {}, "authorizer", { service: "B" });
   const otherOrigin = client.post("http://other.test/auth", {}, "ticket");
-  await settle();
-  assert.equal(held.held, 4);
+  await holding(held, 4);
   // Unnamed calls are keyed by origin: the path does not matter, the host and port do.
   const sameOrigin = [client.post("http://other.test/a", {}, "ticket"), client.post("http://other.test/b", {}, "ticket")];
   assert.deepEqual(await sameOrigin[1], { ok: false });
-  await settle();
-  assert.equal(held.held, 5);
+  await holding(held, 5);
 
   // Once a call of A ends, A has room again.
   while (held.held > 0) held.answerOne();
   await Promise.all([...first, other, otherOrigin, sameOrigin[0]]);
   const again = client.post(URL_A, {}, "authorizer", { service: "A" });
-  await settle();
+  await holding(held, 1);
   held.answerOne();
   assert.equal((await again).ok, true);
 });
@@ -727,8 +724,7 @@ test("one caller's signal cancels only its own call", async () => {
   const gone = new AbortController();
   const cancelled = client.post(URL_A, {}, "on_unsubscribe", { signal: gone.signal });
   const kept = client.post(URL_A, {}, "on_unsubscribe", { signal: new AbortController().signal });
-  await settle();
-  assert.equal(held.held, 2);
+  await holding(held, 2);
   gone.abort();
   assert.deepEqual(await cancelled, { ok: false });
   assert.equal(held.held, 1);
@@ -779,8 +775,7 @@ test("a call waiting for a slot of the fetch budget is cancelled by its signal",
   const first = client.post(URL_A, {}, "authorizer");
   const gone = new AbortController();
   const waiting = client.post("http://b.test/", {}, "authorizer", { signal: gone.signal });
-  await settle();
-  assert.equal(slots.waiting, 1);
+  await until(() => slots.waiting === 1, "a call waiting for a slot");
   gone.abort();
   assert.deepEqual(await waiting, { ok: false });
   assert.equal(slots.waiting, 0);
@@ -806,7 +801,7 @@ test("abandoned counts calls that ended without an answer: failed, refused or ca
   });
   assert.equal(client.abandoned, 0);
   const answered = client.post(URL_A, {}, "on_subscribe");
-  await settle();
+  await holding(held, 1);
   held.answerOne();
   assert.equal((await answered).ok, true);
   assert.equal(client.abandoned, 0, "an answered call is not abandoned");
@@ -814,7 +809,7 @@ test("abandoned counts calls that ended without an answer: failed, refused or ca
   const gone = new AbortController();
   const cancelled = client.post(URL_A, {}, "on_unsubscribe", { signal: gone.signal });
   const atShutdown = client.post(URL_A, {}, "on_unsubscribe");
-  await settle();
+  await holding(held, 2);
   assert.deepEqual(await client.post(URL_A, {}, "on_unsubscribe"), { ok: false }); // refused by the bound
   assert.equal(client.abandoned, 1);
   gone.abort();

@@ -35,11 +35,18 @@ export class FakeClock implements Clock {
     return this.#timers.size;
   }
 
-  /** Move time forward by `ms`, firing due timers in order, and letting promise callbacks run between them. */
+  /**
+   * What `advance` waits on before and after each timer it fires, so the work a timer starts has run before the
+   * next one is due. The harness sets it to its `settled()`; the default waits for one macrotask, by which time
+   * every promise callback already queued has run (enough for fakes that never wait on I/O).
+   */
+  settle: () => Promise<void> = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+  /** Move time forward by `ms`, firing due timers in order, and letting the work they start settle between them. */
   async advance(ms: number): Promise<void> {
     const end = this.#now + ms;
     for (;;) {
-      await flush();
+      await this.settle();
       let next: [number, { due: number; callback: () => void }] | undefined;
       for (const entry of this.#timers) if (entry[1].due <= end && (!next || entry[1].due < next[1].due)) next = entry;
       if (!next) break;
@@ -48,13 +55,8 @@ export class FakeClock implements Clock {
       next[1].callback();
     }
     this.#now = end;
-    await flush();
+    await this.settle();
   }
-}
-
-/** Let pending promise callbacks (and one macrotask turn) run. */
-export async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setTimeout(resolve, 0));
 }
 
 /** Wait (on real time, at most `ms`) until `condition` holds; fails naming `what` otherwise. */
@@ -66,9 +68,26 @@ export async function until(condition: () => boolean, what = "condition", ms = 2
   }
 }
 
-/** A promise the test opens when it chooses: holds a scripted service reply. */
-export function gate(): { promise: Promise<void>; open(): void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
+/** A promise the test opens when it chooses: holds a scripted service reply (`ScriptedFetch`'s `after`). */
+export interface Gate {
+  readonly promise: Promise<void>;
+  /** True from the moment `open()` is called (the promise's callbacks run a microtask later). */
+  readonly opened: boolean;
+  open(): void;
+}
+
+export function gate(): Gate {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  let opened = false;
+  return {
+    promise,
+    get opened() {
+      return opened;
+    },
+    open() {
+      opened = true;
+      resolve();
+    },
+  };
 }

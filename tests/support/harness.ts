@@ -4,8 +4,9 @@ import { type ConfigInput, parseConfig } from "../../src/config.ts";
 import type { Observer } from "../../src/core/observer.ts";
 import { Router } from "../../src/core/router.ts";
 import type { Session } from "../../src/core/session.ts";
+import { FETCH_BUDGET, FetchSlots } from "../../src/services/fetch_slots.ts";
 import { ServiceClient } from "../../src/services/service_client.ts";
-import { FakeClock, flush } from "./fake_clock.ts";
+import { FakeClock } from "./fake_clock.ts";
 import { FakeFanout, FakeTransport } from "./fake_transport.ts";
 import { ScriptedFetch } from "./scripted_fetch.ts";
 
@@ -14,6 +15,8 @@ export class Harness {
   readonly clock = new FakeClock();
   readonly services = new ScriptedFetch();
   readonly broker = new MemoryBroker();
+  /** The service client's call slots (its own, not the process-wide ones, so `settled` can count waiters). */
+  readonly slots = new FetchSlots(FETCH_BUDGET.callbacks);
   readonly events: { name: string; success: boolean }[] = [];
   readonly filtered: string[] = [];
   delivered = 0;
@@ -37,12 +40,38 @@ export class Harness {
       broker: this.broker,
       clock: this.clock,
       observer,
-      services: new ServiceClient({ ...http, fetch: this.services.fetch, clock: this.clock }),
+      services: new ServiceClient({ ...http, fetch: this.services.fetch, clock: this.clock, slots: this.slots }),
     });
     // SHOAL_TEST_FANOUT=1 runs every harness test on the fan-out path (tests/run.mjs does, in a suite of its own).
     const fanout = options.fanout ?? process.env.SHOAL_TEST_FANOUT === "1";
     this.fanout = fanout ? new FakeFanout() : undefined;
     if (this.fanout) this.router.hub.useFanout(this.fanout.publish);
+    this.clock.settle = () => this.settled();
+  }
+
+  /**
+   * Resolves once the core can make no progress without the test: every piece of its work in flight is waiting
+   * on a service call the test holds (a closed gate, a hang) or on a call slot such a call holds. Fails, with the
+   * counts, if that does not happen within `ms` of real time (a piece of work waiting on something else).
+   */
+  async settled(ms = 2000): Promise<void> {
+    const activity = this.router.activity;
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const waiting = this.services.parked + this.slots.waiting;
+      if (activity.busy <= waiting) return;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`the core did not settle: ${activity.busy} pieces of work in flight, ${waiting} held by the test`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        activity.changed(),
+        this.services.changed(),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, left))),
+      ]);
+      clearTimeout(timer);
+    }
   }
 
   async start(): Promise<this> {
@@ -55,7 +84,7 @@ export class Harness {
     const transport = new FakeTransport(this.fanout);
     const session = this.router.connect(transport);
     if (!session) throw new Error("router refused the connection");
-    return new Client(session, transport);
+    return new Client(session, transport, this);
   }
 
   /** Publish through the broker, as a service would, and let delivery happen. */
@@ -63,17 +92,17 @@ export class Harness {
     const payload = typeof message === "string" ? message : JSON.stringify(message);
     const name = channel ?? (message as { subscription: string }).subscription;
     await this.broker.publish(name, payload);
-    await flush();
+    await this.settled();
   }
 }
 
 export class Client {
-  constructor(readonly session: Session, readonly transport: FakeTransport) {}
+  constructor(readonly session: Session, readonly transport: FakeTransport, readonly harness: Harness) {}
 
-  /** Send one client event (an object is serialized) and wait until the session has handled it. */
+  /** Send one client event (an object is serialized) and wait until the core settled (`Harness.settled`). */
   async send(event: unknown): Promise<void> {
     this.session.receive(typeof event === "string" ? event : JSON.stringify(event));
-    await flush();
+    await this.harness.settled();
   }
 
   /** Send an event and return the frames it produced. */
