@@ -1,5 +1,12 @@
 import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
+import {
+  decodeClosePayload,
+  encodeClosePayload,
+  encodeFrame,
+  FrameDecoder,
+  Opcode,
+} from "../../tests/support/ws_codec.ts";
 
 /**
  * What a connection reports. `message` gets a view that is valid only during the call, and the connection itself:
@@ -22,14 +29,6 @@ export interface WsConnectOptions {
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const HEADER_END = Buffer.from("\r\n\r\n");
-const enum Opcode {
-  continuation = 0,
-  text = 1,
-  binary = 2,
-  close = 8,
-  ping = 9,
-  pong = 10,
-}
 
 /**
  * A WebSocket client (RFC 6455) written on a plain TCP socket, for two reasons a library client cannot serve:
@@ -41,7 +40,7 @@ const enum Opcode {
 export class WsConnection {
   readonly #socket: net.Socket;
   readonly #handlers: WsHandlers;
-  #pending: Buffer | undefined;
+  readonly #decoder = new FrameDecoder();
   #fragments: Buffer[] | undefined;
   #closeSent = false;
   #closed = false;
@@ -112,7 +111,7 @@ export class WsConnection {
 
   /** Send a text frame. */
   send(text: string): void {
-    if (!this.#closed && !this.#closeSent) this.#write(Opcode.text, Buffer.from(text));
+    if (!this.#closed && !this.#closeSent) this.#write(Opcode.text, text);
   }
 
   /** Stop reading from the socket: the kernel's receive buffer fills, then the server's send buffer. */
@@ -128,9 +127,7 @@ export class WsConnection {
   close(code = 1000): void {
     if (this.#closed) return;
     if (!this.#closeSent) {
-      const payload = Buffer.alloc(2);
-      payload.writeUInt16BE(code);
-      this.#write(Opcode.close, payload);
+      this.#write(Opcode.close, encodeClosePayload(code));
       this.#closeSent = true;
     }
     this.#socket.end();
@@ -143,34 +140,11 @@ export class WsConnection {
   }
 
   #onData(chunk: Buffer): void {
-    const buf = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
-    this.#pending = undefined;
-    let offset = 0;
-    while (buf.length - offset >= 2) {
-      const b0 = buf[offset];
-      const b1 = buf[offset + 1];
-      let length = b1 & 0x7f;
-      let header = 2;
-      if (length === 126) {
-        if (buf.length - offset < 4) break;
-        length = buf.readUInt16BE(offset + 2);
-        header = 4;
-      } else if (length === 127) {
-        if (buf.length - offset < 10) break;
-        length = Number(buf.readBigUInt64BE(offset + 2));
-        header = 10;
-      }
-      const maskAt = offset + header;
-      if (b1 & 0x80) header += 4; // a masked server frame is a protocol error, but cheap to accept
-      if (buf.length - offset < header + length) break;
-      const payload = buf.subarray(offset + header, offset + header + length);
-      if (b1 & 0x80) { for (let i = 0; i < payload.length; i++) payload[i] ^= buf[maskAt + (i & 3)]; }
-      offset += header + length;
-      this.#frame((b0 & 0x80) !== 0, b0 & 0x0f, payload);
+    // A masked server frame is a protocol error, but cheap to accept.
+    for (const frame of this.#decoder.push(chunk)) {
+      this.#frame(frame.fin, frame.opcode, frame.payload);
       if (this.#closed) return;
     }
-    // Keep the incomplete frame as a copy: the chunk's memory is not ours after this call.
-    if (offset < buf.length) this.#pending = Buffer.from(buf.subarray(offset));
   }
 
   #frame(fin: boolean, opcode: number, payload: Buffer): void {
@@ -190,14 +164,15 @@ export class WsConnection {
         }
         return;
       case Opcode.ping:
-        this.#write(Opcode.pong, Buffer.from(payload));
+        this.#write(Opcode.pong, payload);
         return;
       case Opcode.pong:
         return;
       case Opcode.close: {
-        const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+        const { code } = decodeClosePayload(payload);
         if (!this.#closeSent) {
-          this.#write(Opcode.close, Buffer.from(payload.subarray(0, 2)));
+          // Echo the code alone, or nothing when the server sent none.
+          this.#write(Opcode.close, payload.length >= 2 ? encodeClosePayload(code) : undefined);
           this.#closeSent = true;
         }
         this.#socket.end();
@@ -207,24 +182,8 @@ export class WsConnection {
     }
   }
 
-  #write(opcode: number, payload: Buffer): void {
-    const length = payload.length;
-    const header = length < 126 ? 6 : length < 65536 ? 8 : 14;
-    const frame = Buffer.allocUnsafe(header + length);
-    frame[0] = 0x80 | opcode;
-    if (length < 126) {
-      frame[1] = 0x80 | length;
-    } else if (length < 65536) {
-      frame[1] = 0x80 | 126;
-      frame.writeUInt16BE(length, 2);
-    } else {
-      frame[1] = 0x80 | 127;
-      frame.writeBigUInt64BE(BigInt(length), 2);
-    }
-    const mask = randomBytes(4);
-    mask.copy(frame, header - 4);
-    for (let i = 0; i < length; i++) frame[header + i] = payload[i] ^ mask[i & 3];
-    this.#socket.write(frame);
+  #write(opcode: number, payload?: Uint8Array | string): void {
+    this.#socket.write(encodeFrame(opcode, payload));
   }
 
   #finish(code: number): void {

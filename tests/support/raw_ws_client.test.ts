@@ -7,50 +7,18 @@ import { test } from "node:test";
 import { deliveredMessage, publish } from "./e2e.ts";
 import { Opcode, RawWsClient } from "./raw_ws_client.ts";
 import { ShoalProcess } from "./shoal_process.ts";
+import { encodeFrame, FrameDecoder, type WsFrame } from "./ws_codec.ts";
 
 const TOKEN = "e2e-secret-token";
 
 /** An unmasked server frame. */
 function serverFrame(opcode: number, payload: Uint8Array | string, fin = true): Buffer {
-  const body = typeof payload === "string" ? Buffer.from(payload, "utf8") : Buffer.from(payload);
-  const first = (fin ? 0x80 : 0) | opcode;
-  if (body.length < 126) return Buffer.concat([Buffer.from([first, body.length]), body]);
-  if (body.length < 65536) {
-    const header = Buffer.from([first, 126, 0, 0]);
-    header.writeUInt16BE(body.length, 2);
-    return Buffer.concat([header, body]);
-  }
-  const header = Buffer.alloc(10);
-  header[0] = first;
-  header[1] = 127;
-  header.writeBigUInt64BE(BigInt(body.length), 2);
-  return Buffer.concat([header, body]);
+  return encodeFrame(opcode, payload, { fin, mask: false });
 }
 
-/** Client frames, unmasked, parsed from what a scripted server received. */
-function clientFrames(data: Buffer): { opcode: number; masked: boolean; payload: Buffer }[] {
-  const frames = [];
-  let at = 0;
-  while (at + 2 <= data.length) {
-    const opcode = data[at] & 0x0f;
-    const masked = (data[at + 1] & 0x80) !== 0;
-    let length = data[at + 1] & 0x7f;
-    let offset = at + 2;
-    if (length === 126) {
-      length = data.readUInt16BE(offset);
-      offset += 2;
-    } else if (length === 127) {
-      length = Number(data.readBigUInt64BE(offset));
-      offset += 8;
-    }
-    const mask = masked ? data.subarray(offset, offset + 4) : Buffer.alloc(4);
-    if (masked) offset += 4;
-    const payload = Buffer.from(data.subarray(offset, offset + length));
-    for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
-    frames.push({ opcode, masked, payload });
-    at = offset + length;
-  }
-  return frames;
+/** Client frames, unmasked, parsed from (a copy of) what a scripted server received. */
+function clientFrames(data: Buffer): WsFrame[] {
+  return [...new FrameDecoder().push(Buffer.from(data))];
 }
 
 /**

@@ -1,16 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import type { Frame } from "./ws_client.ts";
+import { decodeClosePayload, encodeClosePayload, encodeFrame, FrameDecoder, Opcode } from "./ws_codec.ts";
 
-/** The frame opcodes of RFC 6455. */
-export const Opcode = {
-  continuation: 0x0,
-  text: 0x1,
-  binary: 0x2,
-  close: 0x8,
-  ping: 0x9,
-  pong: 0xa,
-} as const;
+export { Opcode };
 
 export interface RawWsClientOptions {
   /** Answer every ping with a pong carrying the same payload (default true). */
@@ -72,7 +65,7 @@ export class RawWsClient {
   #resolveClosed!: (info: CloseInfo) => void;
   #closeInfo: CloseInfo | undefined;
   #waiter: Waiter | undefined;
-  #buffer: Buffer = Buffer.alloc(0);
+  readonly #decoder = new FrameDecoder();
   #fragments: { opcode: number; parts: Buffer[] } | undefined;
   #sentClose = false;
 
@@ -165,25 +158,7 @@ export class RawWsClient {
 
   /** Send one masked frame as it is: `fin: false` starts or continues a fragmented message. */
   sendFrame(opcode: number, payload: Uint8Array | string = new Uint8Array(), options: { fin?: boolean } = {}): void {
-    const body = typeof payload === "string" ? Buffer.from(payload, "utf8") : Buffer.from(payload);
-    const first = ((options.fin ?? true) ? 0x80 : 0) | opcode;
-    let header: Buffer;
-    if (body.length < 126) {
-      header = Buffer.from([first, 0x80 | body.length]);
-    } else if (body.length < 65536) {
-      header = Buffer.alloc(4);
-      header[0] = first;
-      header[1] = 0x80 | 126;
-      header.writeUInt16BE(body.length, 2);
-    } else {
-      header = Buffer.alloc(10);
-      header[0] = first;
-      header[1] = 0x80 | 127;
-      header.writeBigUInt64BE(BigInt(body.length), 2);
-    }
-    const mask = randomBytes(4);
-    for (let i = 0; i < body.length; i++) body[i] ^= mask[i & 3];
-    this.#socket.write(Buffer.concat([header, mask, body]));
+    this.#socket.write(encodeFrame(opcode, payload, { fin: options.fin }));
   }
 
   /** Send a WebSocket ping frame (control payloads are at most 125 bytes). */
@@ -329,42 +304,11 @@ export class RawWsClient {
   }
 
   #receive(chunk: Buffer): void {
-    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
-    for (;;) {
-      const frame = this.#parseFrame();
-      if (!frame) break;
-      this.#frame(frame.fin, frame.opcode, frame.payload);
+    for (const frame of this.#decoder.push(chunk)) {
+      if (frame.masked) this.protocolErrors.push(`masked server frame (opcode ${frame.opcode})`);
+      // A copy: fragments and recorded pings outlive the chunk.
+      this.#frame(frame.fin, frame.opcode, Buffer.from(frame.payload));
     }
-  }
-
-  /** One complete frame off the front of the buffer, or undefined when more bytes are needed. */
-  #parseFrame(): { fin: boolean; opcode: number; payload: Buffer } | undefined {
-    const data = this.#buffer;
-    if (data.length < 2) return undefined;
-    const fin = (data[0] & 0x80) !== 0;
-    const opcode = data[0] & 0x0f;
-    const masked = (data[1] & 0x80) !== 0;
-    let length = data[1] & 0x7f;
-    let offset = 2;
-    if (length === 126) {
-      if (data.length < 4) return undefined;
-      length = data.readUInt16BE(2);
-      offset = 4;
-    } else if (length === 127) {
-      if (data.length < 10) return undefined;
-      length = Number(data.readBigUInt64BE(2));
-      offset = 10;
-    }
-    const maskOffset = offset;
-    if (masked) offset += 4;
-    if (data.length < offset + length) return undefined;
-    const payload = Buffer.from(data.subarray(offset, offset + length));
-    if (masked) {
-      this.protocolErrors.push(`masked server frame (opcode ${opcode})`);
-      for (let i = 0; i < payload.length; i++) payload[i] ^= data[maskOffset + (i & 3)];
-    }
-    this.#buffer = data.subarray(offset + length);
-    return { fin, opcode, payload };
   }
 
   #frame(fin: boolean, opcode: number, payload: Buffer): void {
@@ -379,8 +323,7 @@ export class RawWsClient {
         this.pongs.push({ payload: new Uint8Array(payload), at });
         return;
       case Opcode.close: {
-        const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
-        const reason = payload.length > 2 ? payload.subarray(2).toString("utf8") : "";
+        const { code, reason } = decodeClosePayload(payload);
         // Echo the close (RFC 6455 §5.5.1) unless we started the handshake, then let the server end TCP.
         if (!this.#sentClose) this.#sendClose(payload.length >= 2 ? code : undefined, "");
         this.#socket.end();
@@ -428,12 +371,7 @@ export class RawWsClient {
   #sendClose(code: number | undefined, reason: string): void {
     if (this.#sentClose || this.#socket.destroyed || !this.#socket.writable) return;
     this.#sentClose = true;
-    if (code === undefined) return this.sendFrame(Opcode.close);
-    const reasonBytes = Buffer.from(reason, "utf8");
-    const payload = Buffer.alloc(2 + reasonBytes.length);
-    payload.writeUInt16BE(code, 0);
-    reasonBytes.copy(payload, 2);
-    this.sendFrame(Opcode.close, payload);
+    this.sendFrame(Opcode.close, code === undefined ? undefined : encodeClosePayload(code, reason));
   }
 
   /** The socket ended or failed: a close without a close frame is 1006. */
