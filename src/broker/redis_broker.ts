@@ -1,7 +1,7 @@
 import { getLogger } from "@logtape/logtape";
 import { createClient, createCluster, type RedisClientOptions } from "redis";
 import type { RedisBrokerConfig, RedisClusterBrokerConfig } from "../config.ts";
-import { backoffDelay, withTimeout } from "../core/clock.ts";
+import { backoffDelay, type Clock, raceTimeout, systemClock } from "../core/clock.ts";
 import { errorText, scrubUrl } from "../log.ts";
 import type { Broker, BrokerHandlers, BrokerStatus } from "./broker.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
@@ -11,13 +11,16 @@ const log = getLogger(["shoal", "broker"]);
 /** Per-command timeout (node-redis 6 defaults to 5 s; set here so it is a decision, not an accident). */
 const COMMAND_TIMEOUT_MS = 5000;
 
+/** `backoffDelay`'s default spread, drawn here from the broker's clock so tests choose it. */
+const RECONNECT_JITTER_MS = 100;
+
 type Listener = (message: string, channel: string) => void;
 
 /**
  * One pub/sub source: a Redis server (subscriber and publisher connections) or a Redis Cluster. Channels given to
  * a link are full Redis channel names (prefix included).
  */
-interface Link {
+export interface Link {
   /** The credential-scrubbed URL(s), for logs and errors. */
   readonly label: string;
   readonly prefix: string;
@@ -29,11 +32,31 @@ interface Link {
   close(): Promise<void>;
 }
 
-interface LinkEvents {
+export interface LinkEvents {
   /** The link connected (again), after node-redis re-subscribed what it had. */
   ready(): void;
   /** The link lost its connection and is reconnecting (or gave up). */
   lost(reason: string): void;
+}
+
+/** What the broker gives each link: where to report, and the reconnect policy to hand node-redis. */
+export interface LinkContext {
+  readonly events: LinkEvents;
+  /** node-redis `reconnectStrategy`: ms to wait before attempt `retries` (0 first), or the error to give up with. */
+  readonly reconnectStrategy: (retries: number, cause: Error) => number | Error;
+}
+
+/** Makes a config's links in order (the Redis server then its `alt`, or the cluster); `context(i)` is link i's. */
+export type LinkFactory = (
+  config: RedisBrokerConfig | RedisClusterBrokerConfig,
+  context: (index: number) => LinkContext,
+) => Link[];
+
+export interface RedisBrokerOptions {
+  /** Time and randomness of the start-up deadline and the reconnect backoff. */
+  readonly clock?: Clock;
+  /** Tests pass fake links; by default node-redis ones (`ServerLink`, `ClusterLink`). */
+  readonly createLinks?: LinkFactory;
 }
 
 type Settings = Pick<
@@ -46,10 +69,9 @@ type Settings = Pick<
  * timeout, no maintenance push notifications, commands refused rather than queued while disconnected, and
  * SocketShark's health check: a PING every `pingInterval`, and a connection that stays silent for
  * `pingInterval + pingTimeout` is dropped and reconnected (a half-open TCP connection is detected this way).
- * Reconnects back off exponentially up to `maxReconnectDelay`; before the first connection they give up after
- * `connectTimeout` so start-up fails fast.
+ * Reconnects follow the broker's `reconnectStrategy`.
  */
-function clientOptions(settings: Settings, state: { connected: boolean; startedAt: number }) {
+function clientOptions(settings: Settings, reconnectStrategy: LinkContext["reconnectStrategy"]) {
   const healthCheck = settings.pingInterval > 0 && settings.pingTimeout > 0;
   return {
     RESP: 2 as const,
@@ -60,15 +82,7 @@ function clientOptions(settings: Settings, state: { connected: boolean; startedA
     socket: {
       connectTimeout: settings.connectTimeout * 1000,
       ...(healthCheck ? { socketTimeout: (settings.pingInterval + settings.pingTimeout) * 1000 } : {}),
-      reconnectStrategy: (retries: number, cause: Error) => {
-        if (!state.connected) {
-          const waited = Date.now() - state.startedAt;
-          if (waited >= settings.connectTimeout * 1000) return cause;
-          return backoffDelay(retries, { maxMs: settings.connectTimeout * 1000 - waited, jitterMs: 0 });
-        }
-        if (settings.onConnectionLoss === "shutdown") return cause;
-        return backoffDelay(retries, { maxMs: settings.maxReconnectDelay * 1000 });
-      },
+      reconnectStrategy,
     },
   } satisfies RedisClientOptions<never, never, never, 2>;
 }
@@ -94,11 +108,11 @@ class ServerLink implements Link {
   #subscriberReady = false;
   #publisherReady = false;
 
-  constructor(url: string, prefix: string, settings: Settings, state: { connected: boolean; startedAt: number }, events: LinkEvents) {
+  constructor(url: string, prefix: string, settings: Settings, { events, reconnectStrategy }: LinkContext) {
     this.label = scrubUrl(url);
     this.prefix = prefix;
-    this.#subscriber = createClient({ ...clientOptions(settings, state), url });
-    this.#publisher = createClient({ ...clientOptions(settings, state), url });
+    this.#subscriber = createClient({ ...clientOptions(settings, reconnectStrategy), url });
+    this.#publisher = createClient({ ...clientOptions(settings, reconnectStrategy), url });
     watch(this.#subscriber, () => {
       this.#subscriberReady = true;
       events.ready();
@@ -149,13 +163,13 @@ class ClusterLink implements Link {
   readonly #down = new Set<string>();
   #connected = false;
 
-  constructor(config: RedisClusterBrokerConfig, state: { connected: boolean; startedAt: number }, events: LinkEvents) {
+  constructor(config: RedisClusterBrokerConfig, { events, reconnectStrategy }: LinkContext) {
     this.label = config.nodes.map(scrubUrl).join(",");
     this.prefix = config.channelPrefix;
     this.#sharded = config.sharded;
     this.#cluster = createCluster({
       rootNodes: config.nodes.map((url) => ({ url })),
-      defaults: clientOptions(config, state),
+      defaults: clientOptions(config, reconnectStrategy),
       RESP: 2,
       useReplicas: false,
     });
@@ -209,6 +223,17 @@ class ClusterLink implements Link {
   }
 }
 
+/** The node-redis links of a config. */
+function createLinks(
+  config: RedisBrokerConfig | RedisClusterBrokerConfig,
+  context: (index: number) => LinkContext,
+): Link[] {
+  if (config.kind === "redis-cluster") return [new ClusterLink(config, context(0))];
+  const links: Link[] = [new ServerLink(config.url, config.channelPrefix, config, context(0))];
+  if (config.alt) links.push(new ServerLink(config.alt.url, config.alt.channelPrefix, config, context(1)));
+  return links;
+}
+
 /**
  * Redis pub/sub as SocketShark uses it (docs/protocol.md §10.1): channel = prefix + subscription name, SUBSCRIBE on the first local
  * subscriber and UNSUBSCRIBE on the last, every channel on each configured Redis (`alt` for migrations). Unlike
@@ -219,6 +244,7 @@ class ClusterLink implements Link {
 export class RedisBroker implements Broker {
   readonly #links: Link[];
   readonly #settings: Settings;
+  readonly #clock: Clock;
   readonly #state = { connected: false, startedAt: 0 };
   /** Subscription names wanted by the hub. */
   readonly #channels = new Set<string>();
@@ -230,18 +256,14 @@ export class RedisBroker implements Broker {
   #ready = false;
   #closed = false;
 
-  constructor(config: RedisBrokerConfig | RedisClusterBrokerConfig) {
+  constructor(config: RedisBrokerConfig | RedisClusterBrokerConfig, options: RedisBrokerOptions = {}) {
     this.#settings = config;
-    const events = (index: number): LinkEvents => ({
-      ready: () => void this.#linkReady(index),
-      lost: (reason) => this.#linkLost(index, reason),
-    });
-    if (config.kind === "redis-cluster") {
-      this.#links = [new ClusterLink(config, this.#state, events(0))];
-    } else {
-      this.#links = [new ServerLink(config.url, config.channelPrefix, config, this.#state, events(0))];
-      if (config.alt) this.#links.push(new ServerLink(config.alt.url, config.alt.channelPrefix, config, this.#state, events(1)));
-    }
+    this.#clock = options.clock ?? systemClock;
+    const reconnectStrategy = (retries: number, cause: Error) => this.#reconnectDelay(retries, cause);
+    this.#links = (options.createLinks ?? createLinks)(config, (index) => ({
+      events: { ready: () => void this.#linkReady(index), lost: (reason) => this.#linkLost(index, reason) },
+      reconnectStrategy,
+    }));
     this.#live = this.#links.map(() => new Set());
     this.#listeners = this.#links.map((link) => (payload: string, channel: string) => {
       const name = channel.slice(link.prefix.length);
@@ -260,14 +282,17 @@ export class RedisBroker implements Broker {
   async start(handlers: BrokerHandlers): Promise<void> {
     this.#handlers = handlers;
     this.#queue = new ReceiveQueue((message) => handlers.onMessage(message));
-    this.#state.startedAt = Date.now();
+    this.#state.startedAt = this.#clock.now();
     const seconds = this.#settings.connectTimeout;
     // One deadline for every link together.
-    const deadline = Date.now() + seconds * 1000;
+    const deadline = this.#state.startedAt + seconds * 1000;
+    const late = () => {
+      throw new Error(`no connection within ${seconds} s`);
+    };
     try {
       for (const link of this.#links) {
         try {
-          await withTimeout(link.connect(), Math.max(0, deadline - Date.now()) / 1000, "no connection", seconds);
+          await raceTimeout(link.connect(), deadline - this.#clock.now(), late, this.#clock);
         } catch (error) {
           throw new Error(`cannot connect to Redis at ${link.label}: ${errorText(error)}`);
         }
@@ -277,6 +302,8 @@ export class RedisBroker implements Broker {
       throw error;
     }
     this.#state.connected = true;
+    // Each link's first `ready` came inside connect(), before the line above: subscribe what was asked before start.
+    await Promise.all(this.#links.map((link, i) => link.ready ? this.#resync(i) : undefined));
     this.#updateStatus();
   }
 
@@ -307,6 +334,21 @@ export class RedisBroker implements Broker {
     await Promise.allSettled(this.#links.map((link) => link.close()));
   }
 
+  /**
+   * Backoff for node-redis: before the first connection, no spread and no wait past `connectTimeout`, then give up
+   * so start-up fails fast; after it, exponential up to `maxReconnectDelay`, or give up at once under "shutdown".
+   */
+  #reconnectDelay(retries: number, cause: Error): number | Error {
+    if (!this.#state.connected) {
+      const waited = this.#clock.now() - this.#state.startedAt;
+      if (waited >= this.#settings.connectTimeout * 1000) return cause;
+      return backoffDelay(retries, { maxMs: this.#settings.connectTimeout * 1000 - waited, jitterMs: 0 });
+    }
+    if (this.#settings.onConnectionLoss === "shutdown") return cause;
+    const spread = Math.floor(this.#clock.random() * RECONNECT_JITTER_MS);
+    return backoffDelay(retries, { maxMs: this.#settings.maxReconnectDelay * 1000, jitterMs: 0 }) + spread;
+  }
+
   async #subscribeOn(index: number, channel: string): Promise<void> {
     const link = this.#links[index];
     await link.subscribe(link.prefix + channel, this.#listeners[index]);
@@ -325,6 +367,12 @@ export class RedisBroker implements Broker {
   async #linkReady(index: number): Promise<void> {
     if (!this.#state.connected || this.#closed) return;
     log.info("redis connected", { url: this.#links[index].label, channels: this.#channels.size });
+    await this.#resync(index);
+    this.#updateStatus();
+  }
+
+  /** Subscribe on a link what the hub wants and it lacks, unsubscribe what the hub no longer wants. */
+  async #resync(index: number): Promise<void> {
     const live = this.#live[index];
     const work: Promise<void>[] = [];
     for (const channel of this.#channels) if (!live.has(channel)) work.push(this.#subscribeOn(index, channel));
@@ -333,7 +381,6 @@ export class RedisBroker implements Broker {
     for (const result of results) {
       if (result.status === "rejected") log.error("redis re-subscribe failed", { error: errorText(result.reason) });
     }
-    this.#updateStatus();
   }
 
   #linkLost(index: number, reason: string): void {
