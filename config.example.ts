@@ -9,7 +9,8 @@ import type { ConfigInput } from "./src/config.ts";
 
 export default {
   ws: {
-    host: "127.0.0.1",
+    // The listen address; unset, 127.0.0.1 (only this machine), or $SHOAL_DEFAULT_HOST (the Docker image: 0.0.0.0).
+    // host: "127.0.0.1",
     port: 9000,
     // Server WebSocket pings every `interval` seconds; no pong within `timeout` closes the connection (1000).
     // `interval: 0` turns pings off.

@@ -4,17 +4,16 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import process from "node:process";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { createBroker } from "./src/broker/create_broker.ts";
-import { type Config, ConfigError, parseConfig, parsePort } from "./src/config.ts";
+import { checkExposure, loadConfig } from "./src/cli/load_config.ts";
+import { type Config, ConfigError, parsePort } from "./src/config.ts";
 import { Router } from "./src/core/router.ts";
 import { setupLogging } from "./src/log.ts";
 import type { Listener, Runtime } from "./src/runtime/runtime.ts";
 import { scrubUrl } from "./src/log.ts";
-import { applyEnv, ENV_VARIABLES } from "./src/config_env.ts";
+import { ENV_VARIABLES } from "./src/config_env.ts";
 import { createMetrics } from "./src/metrics/metrics.ts";
 import { createApp, createMetricsApp } from "./src/server/app.ts";
 
@@ -63,18 +62,6 @@ function parseCli(argv: string[]) {
   }
 }
 
-/**
- * Import a config module, apply the `SHOAL_*` environment variables and validate the result (the module exports
- * a plain object, or `defineConfig({...})`).
- */
-async function loadConfig(path: string): Promise<{ config: Config; fromEnv: string[] }> {
-  const module = await import(pathToFileURL(resolve(path)).href);
-  const exported = module.default ?? module.config;
-  if (exported === undefined) throw new ConfigError([`${path} has no default export`]);
-  const { input, applied } = applyEnv(exported, (name) => process.env[name]);
-  return { config: parseConfig(input), fromEnv: applied };
-}
-
 function defaultConfigPath(): string {
   return existsSync("config.ts") ? "config.ts" : "config.example.ts";
 }
@@ -92,6 +79,14 @@ function brokerSummary(broker: Config["broker"]): string {
   }
 }
 
+/** The HTTP endpoints of the main listener, besides the WebSocket endpoint on every other path. */
+function endpoints(config: Config): string[] {
+  const list = ["/healthz", "/readyz"];
+  if (config.publish.token) list.push("POST /publish");
+  if (config.metrics.prometheus && config.metrics.prometheus.port === undefined) list.push("/metrics");
+  return list;
+}
+
 function summary(config: Config, path: string, fromEnv: readonly string[]): string {
   const services = Object.keys(config.services);
   return [
@@ -101,6 +96,7 @@ function summary(config: Config, path: string, fromEnv: readonly string[]): stri
     `  auth        ${config.authentication.ticket ? "ticket" : "none"}`,
     `  services    ${services.length ? services.join(", ") : "(none)"}`,
     `  publish API ${config.publish.token ? "enabled" : "disabled"}`,
+    `  endpoints   ${endpoints(config).join(", ")}`,
     `  metrics     ${config.metrics.prometheus ? "prometheus" : "off"}`,
     `  from env    ${fromEnv.length ? fromEnv.join(", ") : "(none)"}`,
   ].join("\n") + "\n";
@@ -110,12 +106,13 @@ function summary(config: Config, path: string, fromEnv: readonly string[]): stri
 async function loadSettings(args: ReturnType<typeof parseCli>): Promise<{ config: Config; path: string; fromEnv: string[] }> {
   const path = args.config ?? process.env.SHOAL_CONFIG ?? defaultConfigPath();
   try {
-    let { config, fromEnv } = await loadConfig(path);
+    let { config, fromEnv } = await loadConfig(path, (name) => process.env[name]);
     if (args.host !== undefined) config = { ...config, ws: { ...config.ws, host: args.host } };
     if (args.port !== undefined) {
       config = { ...config, ws: { ...config.ws, port: parsePort("--port", args.port) } };
     }
-    return { config, path, fromEnv };
+    checkExposure(config);
+    return { config, path, fromEnv: [...fromEnv] };
   } catch (error) {
     const message = error instanceof ConfigError ? error.message : `cannot load config ${path}: ${error}`;
     process.stderr.write(`shoal: ${message}\n`);
@@ -148,7 +145,7 @@ async function start(
   try {
     await router.start();
   } catch (error) {
-    log.fatal("could not connect to the broker", { error: String(error) });
+    log.fatal("could not connect to the broker", { broker: brokerSummary(config.broker), error: String(error) });
     process.exitCode = 1;
     return undefined;
   }
@@ -163,27 +160,71 @@ async function start(
     socket: runtime.socket,
     metrics: prometheus?.port === undefined ? metrics.prometheus : undefined,
   });
-  const listener = runtime.serve(app, {
-    host: config.ws.host,
-    port: config.ws.port,
-    tls,
-    maxMessageBytes: config.ws.maxMessageBytes,
-    maxBufferedBytes: config.ws.maxBufferedBytes,
-    handshakeTimeout: config.ws.handshakeTimeout,
-    onRefused: (reason) => metrics.observer.refused?.(reason),
-  });
+  const listener = listen("ws", config.ws.host, config.ws.port, () =>
+    runtime.serve(app, {
+      host: config.ws.host,
+      port: config.ws.port,
+      tls,
+      maxMessageBytes: config.ws.maxMessageBytes,
+      maxBufferedBytes: config.ws.maxBufferedBytes,
+      handshakeTimeout: config.ws.handshakeTimeout,
+      onRefused: (reason) => metrics.observer.refused?.(reason),
+    }));
+  if (!listener) return await abandon(router);
   if (listener.publish) router.hub.useFanout(listener.publish);
   // SocketShark's separate metrics listener; it serves no WebSockets, so the socket limits are nominal.
-  const metricsListener = prometheus?.port !== undefined && metrics.prometheus
-    ? runtime.serve(createMetricsApp(metrics.prometheus), {
-      host: prometheus.host ?? config.ws.host,
-      port: prometheus.port,
-      maxMessageBytes: 1024,
-      maxBufferedBytes: 1024 * 1024,
-      handshakeTimeout: config.ws.handshakeTimeout,
-    })
-    : undefined;
+  let metricsListener: Listener | undefined;
+  if (prometheus?.port !== undefined && metrics.prometheus) {
+    const render = metrics.prometheus;
+    const host = prometheus.host ?? config.ws.host;
+    metricsListener = listen("metrics.prometheus", host, prometheus.port, () =>
+      runtime.serve(createMetricsApp(render), {
+        host,
+        port: prometheus.port!,
+        maxMessageBytes: 1024,
+        maxBufferedBytes: 1024 * 1024,
+        handshakeTimeout: config.ws.handshakeTimeout,
+      }));
+    if (!metricsListener) {
+      await listener.stop();
+      return await abandon(router);
+    }
+  }
   return { router, listener, metricsListener, secure: tls !== undefined };
+}
+
+/**
+ * Start a listener; on failure (the address in use, not ours to bind) log one line naming the config key and the
+ * address, set exit code 1 and return undefined.
+ */
+function listen(key: string, host: string, port: number, serve: () => Listener): Listener | undefined {
+  try {
+    return serve();
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? (error as Error).name;
+    const reason = code === "EADDRINUSE" || code === "AddrInUse"
+      ? "address already in use"
+      : code === "EACCES" || code === "PermissionDenied"
+      ? "permission denied (ports below 1024 need privileges)"
+      : code === "EADDRNOTAVAIL" || code === "AddrNotAvailable"
+      ? "address not available on this machine"
+      : (error as Error).message;
+    getLogger(["shoal"]).fatal(`cannot listen on ${hostPort(host, port)} (${key}.host, ${key}.port): ${reason}`, {
+      error: String(error),
+    });
+    process.exitCode = 1;
+    return undefined;
+  }
+}
+
+function hostPort(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** Start-up failed after the broker connected: close it so the process can exit. */
+async function abandon(router: Router): Promise<undefined> {
+  await router.shutdown();
+  return undefined;
 }
 
 /**
@@ -237,8 +278,11 @@ async function main(): Promise<void> {
   // Signal handlers go in before "ready" is announced, so a supervisor's early SIGTERM is always graceful.
   stop = installShutdown(running, runtime);
   log.info("shoal ready", {
+    config: path,
     host: config.ws.host,
     port: running.listener.port,
+    broker: brokerSummary(config.broker),
+    endpoints: endpoints(config),
     ...(running.metricsListener ? { metrics_port: running.metricsListener.port } : {}),
     secure: running.secure,
     runtime: runtime.name,

@@ -76,7 +76,7 @@ const onConnectionLoss = v.optional(v.picklist(["reconnect", "shutdown"]), DEFAU
 export function parsePort(what: string, text: string): number {
   const value = Number(text);
   if (text.trim() === "" || !Number.isInteger(value) || value < 0 || value > 65535) {
-    throw new ConfigError([`${what}: not a port: ${JSON.stringify(text)}`]);
+    throw new ConfigError([`${what}: not a port (an integer from 0 to 65535): ${JSON.stringify(text)}`]);
   }
   return value;
 }
@@ -328,22 +328,37 @@ export function defineConfig(config: ConfigInput): ConfigInput {
 /** Thrown by `parseConfig` with one line per problem, each naming its key. */
 export class ConfigError extends Error {
   readonly problems: readonly string[];
-  constructor(problems: readonly string[]) {
-    super(`invalid config:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  constructor(problems: readonly string[], heading = "invalid config") {
+    super(`${heading}:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
     this.name = "ConfigError";
     this.problems = problems;
   }
 }
 
-/** Validate a config at start-up, filling in defaults. Throws `ConfigError` naming each bad key. */
-export function parseConfig(input: unknown): Config {
+/**
+ * Validate a config at start-up, filling in defaults. Throws `ConfigError` naming each bad key, and the variable
+ * that set it when `origins` (key → `NAME=value`, from `applyEnv`) says it came from the environment.
+ */
+export function parseConfig(input: unknown, origins?: ReadonlyMap<string, string>): Config {
   const result = v.safeParse(ConfigSchema, input ?? {});
   if (result.success) return result.output;
-  throw new ConfigError(result.issues.map(describeIssue));
+  const problems = result.issues.map((issue) => describeIssue(issue, origins));
+  throw new ConfigError([...new Set(problems)]);
 }
 
-function describeIssue(issue: v.BaseIssue<unknown>): string {
+function describeIssue(issue: v.BaseIssue<unknown>, origins: ReadonlyMap<string, string> | undefined): string {
   const path = issue.path?.map((item) => String(item.key)).join(".") ?? "";
   const message = issue.message.replace(/^Invalid key: Expected never but received /, "unknown key, got ");
+  const origin = origins && originOf(path, origins);
+  if (origin) return `${origin} (sets ${path}): ${message}`;
   return path ? `${path}: ${message}` : message;
+}
+
+/** The variable that set `path` or the key holding it (`broker.nodes.0` was set by the one that set `broker.nodes`). */
+function originOf(path: string, origins: ReadonlyMap<string, string>): string | undefined {
+  for (let key = path; key !== ""; key = key.includes(".") ? key.slice(0, key.lastIndexOf(".")) : "") {
+    const origin = origins.get(key);
+    if (origin) return origin;
+  }
+  return undefined;
 }

@@ -3,6 +3,7 @@ import { parsePort } from "./config.ts";
 /** The `SHOAL_*` variables that override a config module, for containers; each one names the key it sets. */
 export const ENV_VARIABLES = {
   SHOAL_HOST: "ws.host",
+  SHOAL_DEFAULT_HOST: "ws.host when neither the config nor SHOAL_HOST sets it (the Docker image: 0.0.0.0)",
   SHOAL_PORT: "ws.port",
   SHOAL_BROKER_URL: "broker.url (broker.nodes for redis-cluster: comma-separated)",
   SHOAL_UPSTASH_TOKEN: "broker.token (upstash)",
@@ -38,33 +39,41 @@ function broker(current: Input, url: string | undefined, token: string | undefin
 
 /**
  * Apply the `SHOAL_*` environment variables to a config module's export (before validation, so a bad value is
- * reported with the key it sets). Precedence: config module < environment < command-line flags. Returns the
- * names of the variables applied.
+ * reported with the variable it came from). Precedence: config module < environment < command-line flags. Returns
+ * the names of the variables applied and, for `parseConfig`, which variable set which key.
  */
-export function applyEnv(input: unknown, env: (name: string) => string | undefined): { input: Input; applied: string[] } {
+export function applyEnv(
+  input: unknown,
+  env: (name: string) => string | undefined,
+): { input: Input; applied: string[]; origins: Map<string, string> } {
   const config: Input = { ...object(input) };
   const applied: string[] = [];
-  const read = (name: keyof typeof ENV_VARIABLES) => {
+  const origins = new Map<string, string>();
+  const read = (name: keyof typeof ENV_VARIABLES, ...keys: string[]) => {
     const value = env(name);
-    if (value !== undefined) applied.push(name);
+    if (value === undefined) return undefined;
+    applied.push(name);
+    for (const key of keys) origins.set(key, `${name}=${JSON.stringify(value)}`);
     return value;
   };
-  const host = read("SHOAL_HOST");
-  const listenPort = read("SHOAL_PORT");
+  // A default, not an override: the config's own ws.host wins over it (a container's image sets it).
+  const configHost = object(config.ws).host;
+  const host = read("SHOAL_HOST", "ws.host") ?? (configHost === undefined ? read("SHOAL_DEFAULT_HOST", "ws.host") : undefined);
+  const listenPort = read("SHOAL_PORT", "ws.port");
   if (host !== undefined || listenPort !== undefined) {
     config.ws = {
       ...object(config.ws),
       ...(host !== undefined ? { host } : {}),
-      ...(listenPort !== undefined ? { port: parsePort("SHOAL_PORT", listenPort) } : {}),
+      ...(listenPort !== undefined ? { port: parsePort("SHOAL_PORT (sets ws.port)", listenPort) } : {}),
     };
   }
-  const brokerUrl = read("SHOAL_BROKER_URL");
-  const upstashToken = read("SHOAL_UPSTASH_TOKEN");
+  const brokerUrl = read("SHOAL_BROKER_URL", "broker.url", "broker.nodes", "broker.kind");
+  const upstashToken = read("SHOAL_UPSTASH_TOKEN", "broker.token");
   if (brokerUrl !== undefined || upstashToken !== undefined) {
     config.broker = broker(object(config.broker), brokerUrl, upstashToken);
   }
-  const level = read("SHOAL_LOG_LEVEL");
-  const format = read("SHOAL_LOG_FORMAT");
+  const level = read("SHOAL_LOG_LEVEL", "log.level");
+  const format = read("SHOAL_LOG_FORMAT", "log.format");
   if (level !== undefined || format !== undefined) {
     config.log = {
       ...object(config.log),
@@ -72,15 +81,15 @@ export function applyEnv(input: unknown, env: (name: string) => string | undefin
       ...(format !== undefined ? { format } : {}),
     };
   }
-  const publishToken = read("SHOAL_PUBLISH_TOKEN");
+  const publishToken = read("SHOAL_PUBLISH_TOKEN", "publish.token");
   if (publishToken !== undefined) config.publish = { ...object(config.publish), token: publishToken };
-  const metricsPort = read("SHOAL_METRICS_PORT");
+  const metricsPort = read("SHOAL_METRICS_PORT", "metrics.prometheus.port");
   if (metricsPort !== undefined) {
     const metrics = object(config.metrics);
     config.metrics = {
       ...metrics,
-      prometheus: { ...object(metrics.prometheus), port: parsePort("SHOAL_METRICS_PORT", metricsPort) },
+      prometheus: { ...object(metrics.prometheus), port: parsePort("SHOAL_METRICS_PORT (sets metrics.prometheus.port)", metricsPort) },
     };
   }
-  return { input: config, applied };
+  return { input: config, applied, origins };
 }

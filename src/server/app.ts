@@ -54,6 +54,14 @@ export function createApp(options: AppOptions): Hono {
   });
 
   if (options.metrics) addMetricsRoute(app, options.metrics);
+  else {
+    // A scraper pointed here gets a plain "not here" rather than the WebSocket endpoint's 426.
+    app.get("/metrics", async (c, next) => {
+      if (c.req.header("upgrade")?.toLowerCase() === "websocket") return await next();
+      const where = router.config.metrics.prometheus ? "on metrics.prometheus.port" : "off (metrics.prometheus)";
+      return c.json({ status: "error", error: `Not found: metrics are ${where}.` }, 404);
+    });
+  }
 
   addPublishRoute(app, router);
 

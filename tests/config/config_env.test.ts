@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ConfigError, parseConfig } from "../../src/config.ts";
 import { applyEnv } from "../../src/config_env.ts";
+import { checkExposure, EXAMPLE_PUBLISH_TOKEN, isLoopback } from "../../src/cli/load_config.ts";
 
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
 
 test("env: each SHOAL_* variable sets its key; unrelated keys are kept; nothing set gives the input back", () => {
   const input = { ws: { host: "0.0.0.0", maxPendingEvents: 5 }, log: { format: "json" }, publish: { maxBodyBytes: 10 } };
-  assert.deepEqual(applyEnv(input, env({})), { input, applied: [] });
+  assert.deepEqual(applyEnv(input, env({})), { input, applied: [], origins: new Map() });
   const { input: out, applied } = applyEnv(input, env({
     SHOAL_HOST: "10.0.0.1",
     SHOAL_PORT: "8080",
@@ -48,11 +49,46 @@ test("env: a bad port names the variable; a bad value for a validated key is rep
   for (const bad of ["", "abc", "70000", "1.5", "-1"]) {
     assert.throws(() => applyEnv({}, env({ SHOAL_PORT: bad })), (e: unknown) => {
       assert.ok(e instanceof ConfigError);
-      assert.match(e.problems[0], /^SHOAL_PORT: not a port/);
+      assert.match(e.problems[0], /^SHOAL_PORT \(sets ws.port\): not a port/);
       return true;
     });
   }
-  assert.throws(() => applyEnv({}, env({ SHOAL_METRICS_PORT: "x" })), /SHOAL_METRICS_PORT: not a port/);
+  assert.throws(() => applyEnv({}, env({ SHOAL_METRICS_PORT: "x" })), /SHOAL_METRICS_PORT \(sets metrics.prometheus.port\): not a port/);
   const { input } = applyEnv({}, env({ SHOAL_LOG_LEVEL: "loud" }));
   assert.throws(() => parseConfig(input), (e: unknown) => e instanceof ConfigError && /^log\.level: /.test(e.problems[0]));
+});
+
+test("applyEnv: errors in a value from the environment name the variable and its value", () => {
+  const { input, origins } = applyEnv({}, env({ SHOAL_LOG_FORMAT: "xml", SHOAL_BROKER_URL: "not a url" }));
+  assert.throws(() => parseConfig(input, origins), (e: ConfigError) => {
+    assert.ok(e.problems.some((p) => /^SHOAL_LOG_FORMAT="xml" \(sets log\.format\): .*"auto" \| "json" \| "pretty"/.test(p)));
+    assert.ok(e.problems.some((p) => p.startsWith('SHOAL_BROKER_URL="not a url" (sets broker.url): ')));
+    return true;
+  });
+  // The same mistake made in the config module names the key only.
+  assert.throws(() => parseConfig({ log: { format: "xml" } }), /  - log\.format: Invalid type/);
+});
+
+test("applyEnv: SHOAL_DEFAULT_HOST is a default: the config's ws.host and SHOAL_HOST both beat it", () => {
+  const host = (config: Record<string, unknown>, vars: Record<string, string>) =>
+    (applyEnv(config, env(vars)).input.ws as { host?: string } | undefined)?.host;
+  assert.equal(host({}, { SHOAL_DEFAULT_HOST: "0.0.0.0" }), "0.0.0.0");
+  assert.equal(host({ ws: { port: 1 } }, { SHOAL_DEFAULT_HOST: "0.0.0.0" }), "0.0.0.0");
+  assert.equal(host({ ws: { host: "10.0.0.5" } }, { SHOAL_DEFAULT_HOST: "0.0.0.0" }), "10.0.0.5");
+  assert.equal(host({ ws: { host: "10.0.0.5" } }, { SHOAL_DEFAULT_HOST: "0.0.0.0", SHOAL_HOST: "::" }), "::");
+  assert.deepEqual(applyEnv({ ws: { host: "10.0.0.5" } }, env({ SHOAL_DEFAULT_HOST: "0.0.0.0" })).applied, []);
+});
+
+test("checkExposure: the example publish token only on loopback", () => {
+  const config = (host: string, token?: string) => ({ ...parseConfig({ publish: { token } }), ws: { ...parseConfig({}).ws, host } });
+  for (const host of ["127.0.0.1", "127.1.2.3", "localhost", "::1"]) {
+    assert.equal(isLoopback(host), true, host);
+    checkExposure(config(host, EXAMPLE_PUBLISH_TOKEN));
+  }
+  for (const host of ["0.0.0.0", "::", "10.0.0.1", "example.com"]) {
+    assert.equal(isLoopback(host), false, host);
+    assert.throws(() => checkExposure(config(host, EXAMPLE_PUBLISH_TOKEN)), /publish\.token: the example token/);
+    checkExposure(config(host, "a-real-secret"));
+    checkExposure(config(host));
+  }
 });

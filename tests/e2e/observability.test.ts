@@ -116,7 +116,19 @@ test("metrics: a separate listener with metrics.prometheus.port and SocketShark'
   const index = await fetch(`http://127.0.0.1:${ready.metrics_port}/`);
   assert.match(await index.text(), /href="\/metrics"/);
   const onMain = await fetch(`${shoal.httpUrl}/metrics`);
-  assert.equal(onMain.status, 426, "the main port does not serve /metrics when metrics have their own port");
+  assert.equal(onMain.status, 404, "the main port does not serve /metrics when metrics have their own port");
+  assert.deepEqual(await onMain.json(), { status: "error", error: "Not found: metrics are on metrics.prometheus.port." });
+});
+
+test("start-up: the ready line names the config file, the broker and the endpoints; /metrics is 404 when off", async () => {
+  await using shoal = await ShoalProcess.start({ publish: { token: "secret" } });
+  const ready = shoal.logsWith("shoal ready")[0];
+  assert.match(String(ready.config), /config\.ts$/);
+  assert.equal(ready.broker, "memory");
+  assert.deepEqual(ready.endpoints, ["/healthz", "/readyz", "POST /publish"]);
+  const metrics = await fetch(`${shoal.httpUrl}/metrics`);
+  assert.equal(metrics.status, 404, "a scraper is told plainly: nothing here");
+  assert.deepEqual(await metrics.json(), { status: "error", error: "Not found: metrics are off (metrics.prometheus)." });
 });
 
 test("logs: JSON lines, every line about a connection carries its session id, service URLs are scrubbed", async () => {
