@@ -1,7 +1,6 @@
 /// <reference types="@types/bun" />
 import { getLogger } from "@logtape/logtape";
 import type { Hono } from "hono";
-import { getBunServer } from "hono/bun";
 import { defineWebSocketHelper, WSContext, type WSContextInit, type WSEvents, type WSReadyState } from "hono/ws";
 import type { Server, ServerWebSocket } from "bun";
 import { FdGuard } from "./fd_guard.ts";
@@ -13,9 +12,19 @@ import {
   type SocketSupport,
   type TransportRefusal,
 } from "./runtime.ts";
-import { raceTimeout } from "../core/clock.ts";
+import { type Clock, raceTimeout, systemClock } from "../core/clock.ts";
 
 const log = getLogger(["shoal", "runtime"]);
+
+/** What the adapter uses of Bun and of `process`: the real globals for `runtime`, fakes in the adapter's unit tests. */
+export interface BunHost {
+  readonly Bun: Pick<typeof Bun, "serve" | "version" | "file">;
+  readonly process: Pick<typeof process, "on" | "off" | "exit">;
+  /** The listener's request deadline, close wait and file descriptor checks (default: the system clock). */
+  readonly clock?: Clock;
+  /** Whether `count` more file descriptors can be opened now (default: `FdGuard`'s own probe). */
+  readonly probeFds?: (count: number) => boolean;
+}
 
 /** A connection's handlers (Shoal's carry an `onPong`) and the one `WSContext` that serves all of its events. */
 interface SocketData {
@@ -30,7 +39,9 @@ type Socket = ServerWebSocket<SocketData>;
  * `protocol`, so neither is kept.
  */
 const upgradeWebSocket = defineWebSocketHelper((c, events) => {
-  const server = getBunServer<Server<SocketData>>(c);
+  // As `getBunServer` of `hono/bun`, which cannot be imported where Bun is absent (its SSG module reads `Bun.write`).
+  const env = c.env as { server?: Server<SocketData> } | Server<SocketData> | undefined;
+  const server = env && "server" in env ? env.server : env as Server<SocketData> | undefined;
   if (!server) throw new TypeError("the Bun server must be the second argument of fetch");
   const data: SocketData = { events: events as SocketData["events"] };
   return server.upgrade(c.req.raw, { data }) ? new Response(null) : undefined;
@@ -124,11 +135,15 @@ class BunListener implements Listener {
   readonly #sockets = new Set<Socket>();
   #onLastSocket: (() => void) | undefined;
   readonly #guard: FdGuard;
+  readonly #host: BunHost;
+  readonly #clock: Clock;
   #stopped = false;
 
-  constructor(app: Hono, options: ServeOptions) {
+  constructor(app: Hono, options: ServeOptions, host: BunHost) {
     this.#app = app;
     this.#options = options;
+    this.#host = host;
+    this.#clock = host.clock ?? systemClock;
     this.#websocket = {
       ...websocket,
       open: (ws) => {
@@ -154,6 +169,8 @@ class BunListener implements Listener {
         this.#pause();
       },
       resume: () => this.#resume(),
+      probe: host.probeFds,
+      clock: this.#clock,
     });
     this.#guard.start();
   }
@@ -166,7 +183,7 @@ class BunListener implements Listener {
     if (this.#sockets.size > 0) {
       // The router has sent every close frame; the close events come when the clients answer them.
       const lastClosed = new Promise<void>((resolve) => (this.#onLastSocket = resolve));
-      await raceTimeout(lastClosed, CLOSE_WAIT_MS, () => undefined);
+      await raceTimeout(lastClosed, CLOSE_WAIT_MS, () => undefined, this.#clock);
       this.#onLastSocket = undefined;
     }
     // Anything left is closed rather than waited for.
@@ -175,7 +192,7 @@ class BunListener implements Listener {
 
   #listen(port: number): Server<SocketData> {
     const options = this.#options;
-    return Bun.serve({
+    return this.#host.Bun.serve({
       hostname: options.host,
       port,
       ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
@@ -202,9 +219,9 @@ class BunListener implements Listener {
    * upgraded request is ignored by Bun.
    */
   async #fetch(request: Request, server: Server<SocketData>): Promise<Response> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: unknown;
     const deadline = new Promise<Response>((resolve) => {
-      timer = setTimeout(() => {
+      timer = this.#clock.setTimeout(() => {
         this.#refused("handshake_timeout");
         resolve(Response.json({ status: "error", error: "Request timeout." }, { status: 408 }));
       }, this.#options.handshakeTimeout * 1000);
@@ -216,7 +233,7 @@ class BunListener implements Listener {
       log.error("request handler failed", { error });
       return closing(Response.json({ status: "error", error: "Internal server error." }, { status: 500 }));
     } finally {
-      clearTimeout(timer);
+      this.#clock.clearTimeout(timer);
     }
   }
 
@@ -277,34 +294,40 @@ function closing(response: Response): Response {
   }
 }
 
-function serve(app: Hono, options: ServeOptions): Listener {
-  return new BunListener(app, options);
+/**
+ * The runtime over `host`. Nothing of `host` is read before it is used (`version` is a getter), so this module also
+ * loads where Bun is absent: the adapter's unit tests run under Deno too.
+ */
+export function bunRuntime(host: BunHost): Runtime {
+  return {
+    name: "bun",
+    get version() {
+      return host.Bun.version;
+    },
+    upgradeWebSocket,
+    socket,
+    serve: (app, options) => new BunListener(app, options, host),
+    readTextFile: (path) => host.Bun.file(path).text(),
+    onSignal(handler) {
+      const onInt = () => handler("SIGINT");
+      const onTerm = () => handler("SIGTERM");
+      host.process.on("SIGINT", onInt);
+      host.process.on("SIGTERM", onTerm);
+      return () => {
+        host.process.off("SIGINT", onInt);
+        host.process.off("SIGTERM", onTerm);
+      };
+    },
+    exit: (code) => host.process.exit(code),
+    onUncaught(handler) {
+      host.process.on("uncaughtException", (error) => handler(error, "exception"));
+      host.process.on("unhandledRejection", (reason) => handler(reason, "rejection"));
+    },
+    fetchWithCa(caPem) {
+      return ((input: RequestInfo | URL, init?: RequestInit) =>
+        fetch(input, { ...init, tls: { ca: caPem } } as RequestInit)) as typeof fetch;
+    },
+  };
 }
 
-export const runtime: Runtime = {
-  name: "bun",
-  version: Bun.version,
-  upgradeWebSocket,
-  socket,
-  serve,
-  readTextFile: (path) => Bun.file(path).text(),
-  onSignal(handler) {
-    const onInt = () => handler("SIGINT");
-    const onTerm = () => handler("SIGTERM");
-    process.on("SIGINT", onInt);
-    process.on("SIGTERM", onTerm);
-    return () => {
-      process.off("SIGINT", onInt);
-      process.off("SIGTERM", onTerm);
-    };
-  },
-  exit: (code) => process.exit(code),
-  onUncaught(handler) {
-    process.on("uncaughtException", (error) => handler(error, "exception"));
-    process.on("unhandledRejection", (reason) => handler(reason, "rejection"));
-  },
-  fetchWithCa(caPem) {
-    return ((input: RequestInfo | URL, init?: RequestInit) =>
-      fetch(input, { ...init, tls: { ca: caPem } } as RequestInit)) as typeof fetch;
-  },
-};
+export const runtime: Runtime = bunRuntime({ Bun: globalThis.Bun, process: globalThis.process });

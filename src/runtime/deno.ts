@@ -1,17 +1,37 @@
 /// <reference lib="deno.ns" />
 import { getLogger } from "@logtape/logtape";
 import type { Hono } from "hono";
-import { defineWebSocketHelper, WSContext } from "hono/ws";
+import { defineWebSocketHelper, type UpgradeWebSocket, WSContext } from "hono/ws";
 import {
+  type DenoFetch,
   DenoHttpServer,
   type DenoKeepAlive,
   denoKeepAlive,
   type DenoRequestEnv,
+  type DenoServerOptions,
   watchKeepAlive,
 } from "./deno_server.ts";
 import type { Listener, Runtime, ServeOptions, SocketSupport } from "./runtime.ts";
 
 const log = getLogger(["shoal", "runtime"]);
+
+/** What the adapter uses of Deno and of the global scope: the real ones for `runtime`, fakes in the unit tests. */
+export interface DenoHost {
+  readonly Deno: Pick<
+    typeof Deno,
+    | "upgradeWebSocket"
+    | "version"
+    | "readTextFile"
+    | "addSignalListener"
+    | "removeSignalListener"
+    | "exit"
+    | "createHttpClient"
+  >;
+  /** Where uncaught exceptions and unhandled rejections are dispatched (`globalThis`). */
+  readonly global: Pick<typeof globalThis, "addEventListener">;
+  /** Start Shoal's HTTP server (`DenoHttpServer`). */
+  listen(fetch: DenoFetch, options: DenoServerOptions): Pick<DenoHttpServer, "port" | "stop">;
+}
 
 /** What `socket.upgradeOptions` gives the upgrade helper: Deno's options and Shoal's keep-alive. */
 type UpgradeOptions = DenoKeepAlive | undefined;
@@ -22,44 +42,45 @@ type UpgradeOptions = DenoKeepAlive | undefined;
  * Deno refuses to upgrade gets a 400 JSON answer rather than a 500 (Deno throws on a missing key or
  * `Connection: Upgrade`).
  */
-const upgradeWebSocket = defineWebSocketHelper((c, events, options) => {
-  if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return;
-  const keepAlive = options as UpgradeOptions;
-  const handoff = (c.env as DenoRequestEnv | undefined)?.upgrade;
-  const protocol = c.req.header("sec-websocket-protocol")?.split(",")[0]?.trim();
-  let upgraded: Deno.WebSocketUpgrade;
-  try {
-    upgraded = Deno.upgradeWebSocket(c.req.raw, {
-      ...(protocol ? { protocol } : {}),
-      idleTimeout: keepAlive?.idleTimeout ?? 0,
-      ...(handoff ? { socket: handoff.socket as never, head: handoff.head } : {}),
+const upgradeHelper = (deno: DenoHost["Deno"]): UpgradeWebSocket =>
+  defineWebSocketHelper((c, events, options) => {
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return;
+    const keepAlive = options as UpgradeOptions;
+    const handoff = (c.env as DenoRequestEnv | undefined)?.upgrade;
+    const protocol = c.req.header("sec-websocket-protocol")?.split(",")[0]?.trim();
+    let upgraded: Deno.WebSocketUpgrade;
+    try {
+      upgraded = deno.upgradeWebSocket(c.req.raw, {
+        ...(protocol ? { protocol } : {}),
+        idleTimeout: keepAlive?.idleTimeout ?? 0,
+        ...(handoff ? { socket: handoff.socket as never, head: handoff.head } : {}),
+      });
+    } catch (error) {
+      log.debug("websocket upgrade refused", { error: String(error) });
+      return c.json({ status: "error", error: "Invalid WebSocket upgrade request." }, 400);
+    }
+    const { response, socket } = upgraded;
+    // Before the handlers below, so the server sees the close event first.
+    handoff?.adopt(socket, keepAlive);
+    socket.binaryType = "arraybuffer";
+    const context = new WSContext({
+      close: (code, reason) => socket.close(code, reason),
+      get protocol() {
+        return socket.protocol;
+      },
+      raw: socket,
+      get readyState() {
+        return socket.readyState as 0 | 1 | 2 | 3;
+      },
+      url: socket.url ? new URL(socket.url) : null,
+      send: (source) => socket.send(source),
     });
-  } catch (error) {
-    log.debug("websocket upgrade refused", { error: String(error) });
-    return c.json({ status: "error", error: "Invalid WebSocket upgrade request." }, 400);
-  }
-  const { response, socket } = upgraded;
-  // Before the handlers below, so the server sees the close event first.
-  handoff?.adopt(socket, keepAlive);
-  socket.binaryType = "arraybuffer";
-  const context = new WSContext({
-    close: (code, reason) => socket.close(code, reason),
-    get protocol() {
-      return socket.protocol;
-    },
-    raw: socket,
-    get readyState() {
-      return socket.readyState as 0 | 1 | 2 | 3;
-    },
-    url: socket.url ? new URL(socket.url) : null,
-    send: (source) => socket.send(source),
+    socket.onopen = (event) => events.onOpen?.(event, context);
+    socket.onmessage = (event) => events.onMessage?.(event, context);
+    socket.onclose = (event) => events.onClose?.(event, context);
+    socket.onerror = (event) => events.onError?.(event, context);
+    return response;
   });
-  socket.onopen = (event) => events.onOpen?.(event, context);
-  socket.onmessage = (event) => events.onMessage?.(event, context);
-  socket.onclose = (event) => events.onClose?.(event, context);
-  socket.onerror = (event) => events.onError?.(event, context);
-  return response;
-});
 
 /**
  * Deno's server WebSocket has no ping() and no pong event. Its `idleTimeout` is its only keep-alive: after
@@ -72,9 +93,9 @@ const socket: SocketSupport = {
   upgradeOptions: (ping) => denoKeepAlive(ping),
   watchKeepAlive: (raw, peer) => void watchKeepAlive(raw as WebSocket, peer),
   send(raw, text) {
-    // Throws when the socket is no longer open (the connection catches it): checking `readyState` first would
-    // cost every send. `bufferedAmount` is an op call, as dear as a fifth of the send: the connection reads it
-    // every few sends instead.
+    // Throws before the socket is open (the connection catches it) and drops the frame once it is closing (Deno 2.9):
+    // checking `readyState` first would cost every send. `bufferedAmount` is an op call, as dear as a fifth of the
+    // send: the connection reads it every few sends instead.
     (raw as WebSocket).send(text);
     return true;
   },
@@ -82,8 +103,8 @@ const socket: SocketSupport = {
   bufferedAmount: (raw) => (raw as WebSocket).bufferedAmount,
 };
 
-function serve(app: Hono, options: ServeOptions): Listener {
-  const server = new DenoHttpServer((request, env) => app.fetch(request, env), {
+function serve(listen: DenoHost["listen"], app: Hono, options: ServeOptions): Listener {
+  const server = listen((request, env) => app.fetch(request, env), {
     hostname: options.host,
     port: options.port,
     tls: options.tls,
@@ -98,36 +119,50 @@ function serve(app: Hono, options: ServeOptions): Listener {
   };
 }
 
-export const runtime: Runtime = {
-  name: "deno",
-  version: Deno.version.deno,
-  upgradeWebSocket,
-  socket,
-  serve,
-  readTextFile: (path) => Deno.readTextFile(path),
-  onSignal(handler) {
-    const onInt = () => handler("SIGINT");
-    const onTerm = () => handler("SIGTERM");
-    Deno.addSignalListener("SIGINT", onInt);
-    Deno.addSignalListener("SIGTERM", onTerm);
-    return () => {
-      Deno.removeSignalListener("SIGINT", onInt);
-      Deno.removeSignalListener("SIGTERM", onTerm);
-    };
-  },
-  exit: (code) => Deno.exit(code),
-  onUncaught(handler) {
-    globalThis.addEventListener("error", (event) => {
-      event.preventDefault();
-      handler((event as ErrorEvent).error, "exception");
-    });
-    globalThis.addEventListener("unhandledrejection", (event) => {
-      event.preventDefault();
-      handler((event as PromiseRejectionEvent).reason, "rejection");
-    });
-  },
-  fetchWithCa(caPem) {
-    const client = Deno.createHttpClient({ caCerts: [caPem] });
-    return ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, { ...init, client })) as typeof fetch;
-  },
-};
+/**
+ * The runtime over `host`. Nothing of `host` is read before it is used (`version` is a getter), so this module also
+ * loads where Deno is absent: the adapter's unit tests run under Bun too.
+ */
+export function denoRuntime(host: DenoHost): Runtime {
+  return {
+    name: "deno",
+    get version() {
+      return host.Deno.version.deno;
+    },
+    upgradeWebSocket: upgradeHelper(host.Deno),
+    socket,
+    serve: (app, options) => serve(host.listen, app, options),
+    readTextFile: (path) => host.Deno.readTextFile(path),
+    onSignal(handler) {
+      const onInt = () => handler("SIGINT");
+      const onTerm = () => handler("SIGTERM");
+      host.Deno.addSignalListener("SIGINT", onInt);
+      host.Deno.addSignalListener("SIGTERM", onTerm);
+      return () => {
+        host.Deno.removeSignalListener("SIGINT", onInt);
+        host.Deno.removeSignalListener("SIGTERM", onTerm);
+      };
+    },
+    exit: (code) => host.Deno.exit(code),
+    onUncaught(handler) {
+      host.global.addEventListener("error", (event) => {
+        event.preventDefault();
+        handler((event as ErrorEvent).error, "exception");
+      });
+      host.global.addEventListener("unhandledrejection", (event) => {
+        event.preventDefault();
+        handler((event as PromiseRejectionEvent).reason, "rejection");
+      });
+    },
+    fetchWithCa(caPem) {
+      const client = host.Deno.createHttpClient({ caCerts: [caPem] });
+      return ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, { ...init, client })) as typeof fetch;
+    },
+  };
+}
+
+export const runtime: Runtime = denoRuntime({
+  Deno: globalThis.Deno,
+  global: globalThis,
+  listen: (fetch, options) => new DenoHttpServer(fetch, options),
+});
