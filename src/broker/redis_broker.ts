@@ -17,6 +17,17 @@ const RECONNECT_JITTER_MS = 100;
 type Listener = (message: string, channel: string) => void;
 
 /**
+ * Answers that waiting cannot cure: wrong credentials, a missing password, no permission, a database number the
+ * server does not have. Start-up fails with them at once instead of retrying until `connectTimeout`.
+ */
+const SETUP_ERROR = /^(?:Error: )?(?:WRONGPASS|NOAUTH|NOPERM|ERR (?:invalid password|DB index is out of range|invalid DB index|AUTH <password> called without any password configured|Client sent AUTH, but no password is set))/i;
+
+/** True for a Redis error that means the broker's URL or credentials are wrong. */
+export function isSetupError(error: unknown): boolean {
+  return SETUP_ERROR.test(errorText(error));
+}
+
+/**
  * One pub/sub source: a Redis server (subscriber and publisher connections) or a Redis Cluster. Channels given to
  * a link are full Redis channel names (prefix included).
  */
@@ -130,6 +141,8 @@ class ServerLink implements Link {
 
   async connect(): Promise<void> {
     await Promise.all([this.#subscriber.connect(), this.#publisher.connect()]);
+    // A server that wants a password accepts the connection and refuses every command: ask now (NOAUTH).
+    await Promise.all([this.#subscriber.ping(), this.#publisher.ping()]);
   }
 
   subscribe(channel: string, listener: Listener): Promise<void> {
@@ -336,10 +349,11 @@ export class RedisBroker implements Broker {
 
   /**
    * Backoff for node-redis: before the first connection, no spread and no wait past `connectTimeout`, then give up
-   * so start-up fails fast; after it, exponential up to `maxReconnectDelay`, or give up at once under "shutdown".
+   * so start-up fails fast (at once for wrong credentials or database: `isSetupError`); after it, exponential up to `maxReconnectDelay`, or give up at once under "shutdown".
    */
   #reconnectDelay(retries: number, cause: Error): number | Error {
     if (!this.#state.connected) {
+      if (isSetupError(cause)) return cause;
       const waited = this.#clock.now() - this.#state.startedAt;
       if (waited >= this.#settings.connectTimeout * 1000) return cause;
       return backoffDelay(retries, { maxMs: this.#settings.connectTimeout * 1000 - waited, jitterMs: 0 });

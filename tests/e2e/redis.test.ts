@@ -155,6 +155,36 @@ test("redis: start-up fails fast with exit 1 when Redis is unreachable, naming t
   }
 });
 
+test("redis: a wrong password, a missing password or a database Redis lacks fails start-up at once with Redis's words", async () => {
+  await using redis = await RedisServer.start({ args: ["--requirepass", "sekret"] });
+  const dir = mkdtempSync(join(tmpdir(), "shoal-redis-auth-"));
+  try {
+    const cases = [
+      [`redis://:wrong@127.0.0.1:${redis.port}/0`, /WRONGPASS invalid username-password pair/],
+      [`redis://127.0.0.1:${redis.port}/0`, /NOAUTH Authentication required/],
+      [`redis://:sekret@127.0.0.1:${redis.port}/99`, /ERR DB index is out of range/],
+    ] as const;
+    for (const [url, cause] of cases) {
+      const config = join(dir, "config.ts");
+      // A long connect timeout: the answer must come from Redis's refusal, not from waiting it out.
+      const broker = redisBroker(url, { connectTimeout: 30 });
+      writeFileSync(config, `export default ${JSON.stringify({ ws: { port: 0 }, log: { format: "json" }, broker })};\n`);
+      const { cmd, args } = shoalCommand(shoalTarget(), ["-c", config]);
+      const started = Date.now();
+      const run = spawnSync(cmd, args, { cwd: REPO_ROOT, encoding: "utf8", timeout: 40_000 });
+      const output = `${run.stdout}${run.stderr}`;
+      assert.equal(run.status, 1, `${url}: exit code; output: ${output}`);
+      assert.ok(Date.now() - started < 10_000, `${url}: reported at once, not after the 30 s connect timeout`);
+      assert.match(run.stdout, cause);
+      assert.match(run.stdout, /could not connect to the broker/);
+      assert.equal(output.includes("sekret") || output.includes(":wrong@"), false, "passwords are scrubbed");
+      assert.equal(output.includes("shoal ready"), false);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("redis: with alt, every channel is subscribed on both servers with their prefixes; either delivers", async () => {
   await using main = await RedisServer.start();
   await using alt = await RedisServer.start();
