@@ -11,8 +11,6 @@ const log = getLogger(["shoal", "broker"]);
 /** Per-command timeout (node-redis 6 defaults to 5 s; set here so it is a decision, not an accident). */
 const COMMAND_TIMEOUT_MS = 5000;
 
-/** `backoffDelay`'s default spread, drawn here from the broker's clock so tests choose it. */
-const RECONNECT_JITTER_MS = 100;
 
 type Listener = (message: string, channel: string) => void;
 
@@ -359,8 +357,7 @@ export class RedisBroker implements Broker {
       return backoffDelay(retries, { maxMs: this.#settings.connectTimeout * 1000 - waited, jitterMs: 0 });
     }
     if (this.#settings.onConnectionLoss === "shutdown") return cause;
-    const spread = Math.floor(this.#clock.random() * RECONNECT_JITTER_MS);
-    return backoffDelay(retries, { maxMs: this.#settings.maxReconnectDelay * 1000, jitterMs: 0 }) + spread;
+    return backoffDelay(retries, { maxMs: this.#settings.maxReconnectDelay * 1000, random: () => this.#clock.random() });
   }
 
   async #subscribeOn(index: number, channel: string): Promise<void> {

@@ -82,9 +82,14 @@ export function withTimeout<T>(promise: Promise<T>, seconds: number, what: strin
 
 /**
  * The wait before reconnect attempt `attempt` (0 first): 100 ms doubling per attempt, capped at `maxMs`, plus up
- * to `jitterMs` of random spread so that many clients do not come back in step. One policy for every broker.
+ * to `jitterMs` (default 100) of random spread so that many clients do not come back in step; `random` defaults to
+ * `Math.random` (a broker passes its clock's). One policy for every broker.
  */
-export function backoffDelay(attempt: number, options: { readonly maxMs: number; readonly jitterMs?: number }): number {
+export function backoffDelay(
+  attempt: number,
+  options: { readonly maxMs: number; readonly jitterMs?: number; readonly random?: () => number },
+): number {
   const jitter = options.jitterMs ?? 100;
-  return Math.min(100 * 2 ** attempt, options.maxMs) + (jitter > 0 ? Math.floor(Math.random() * jitter) : 0);
+  const random = options.random ?? Math.random;
+  return Math.min(100 * 2 ** attempt, options.maxMs) + (jitter > 0 ? Math.floor(random() * jitter) : 0);
 }
