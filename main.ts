@@ -20,6 +20,7 @@ import { createApp, createMetricsApp } from "./src/server/app.ts";
 export const VERSION = "0.1.0";
 
 const USAGE = `Usage: shoal [options]
+       shoal config from-socketshark SETTINGS.json   (convert SocketShark settings: docs/migration.md)
 
 A WebSocket message router, wire-compatible with SocketShark.
 
@@ -34,6 +35,17 @@ Options:
 Environment (overrides the config module; flags override these):
 ${Object.entries(ENV_VARIABLES).map(([name, key]) => `  ${name.padEnd(20)}${key}`).join("\n")}
 `;
+
+/** `shoal config <command>`: work on config files without serving. */
+async function configCommand(argv: string[]): Promise<void> {
+  if (argv[0] === "from-socketshark") {
+    const { fromSocketsharkCommand, processIo } = await import("./src/cli/from_socketshark.ts");
+    process.exitCode = await fromSocketsharkCommand(argv.slice(1), processIo);
+    return;
+  }
+  process.stderr.write(`shoal: unknown config command ${JSON.stringify(argv[0] ?? "")}\n\n${USAGE}`);
+  process.exitCode = 2;
+}
 
 async function loadRuntime(): Promise<Runtime> {
   // The only runtime sniffing in Shoal; each adapter is imported lazily so the other is never evaluated.
@@ -257,7 +269,9 @@ function installShutdown(running: Running, runtime: Runtime): (reason: string) =
 }
 
 async function main(): Promise<void> {
-  const args = parseCli(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv[0] === "config") return await configCommand(argv.slice(1));
+  const args = parseCli(argv);
   if (args.help) return void process.stdout.write(USAGE);
   if (args.version) return void process.stdout.write(`shoal ${VERSION}\n`);
   const { config, path, fromEnv } = await loadSettings(args);

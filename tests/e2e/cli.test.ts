@@ -177,3 +177,20 @@ test("cli: a port already in use is one line naming the address, exit 1, no stac
     blocker.close();
   }
 });
+
+test("cli: shoal config from-socketshark converts SocketShark's example settings into a config that --check accepts", () => {
+  const converted = shoal("config", "from-socketshark", "tests/cli/fixtures/example_config.json");
+  assert.equal(converted.code, 0, converted.stderr);
+  assert.match(converted.stdout, /^\/\/ Shoal config converted from SocketShark settings/);
+  withConfig(converted.stdout, (path) => {
+    const check = shoal("--check", "-c", path);
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(check.stdout, /services\s+my_service/);
+  });
+  const unknown = shoal("config", "nope");
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown config command "nope"/);
+  const missing = shoal("config", "from-socketshark", "/nonexistent/settings.json");
+  assert.equal(missing.code, 1);
+  assert.doesNotMatch(missing.stderr, /\n\s+at /);
+});
