@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { createBroker } from "./src/broker/create_broker.ts";
+import { runHealthcheck } from "./src/cli/healthcheck.ts";
 import { checkExposure, loadConfig } from "./src/cli/load_config.ts";
 import { type Config, ConfigError, parsePort } from "./src/config.ts";
 import { Router } from "./src/core/router.ts";
@@ -29,6 +30,7 @@ Options:
       --host HOST     listen address (overrides ws.host)
       --port PORT     listen port (overrides ws.port; 0 picks a free one)
       --check         validate the config, print a summary and exit (0 valid, 1 invalid)
+      --healthcheck   GET /healthz on the configured listener (exit 0 on 200, else 1): for container health checks
   -h, --help          show this help
   -v, --version       show the version
 
@@ -64,6 +66,7 @@ function parseCli(argv: string[]) {
         host: { type: "string" },
         port: { type: "string" },
         check: { type: "boolean", default: false },
+        healthcheck: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "v", default: false },
       },
@@ -276,6 +279,7 @@ async function main(): Promise<void> {
   if (args.version) return void process.stdout.write(`shoal ${VERSION}\n`);
   const { config, path, fromEnv } = await loadSettings(args);
   if (args.check) return void process.stdout.write(summary(config, path, fromEnv));
+  if (args.healthcheck) return void process.exit(await runHealthcheck(config));
 
   const runtime = await loadRuntime();
   await setupLogging(config.log);
