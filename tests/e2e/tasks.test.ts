@@ -4,7 +4,7 @@
 // throw-away copy of the project (sources, manifests, node_modules linked), so nothing is written to the tree.
 // These do not depend on SHOAL_TARGET: they run once, in the e2e-bun suite (or with SHOAL_TARGET unset).
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import {
   closeSync,
   cpSync,
@@ -12,8 +12,6 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
-  readdirSync,
-  readFileSync,
   readSync,
   rmSync,
   symlinkSync,
@@ -24,7 +22,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { type LogLine, REPO_ROOT, shoalTarget } from "../support/shoal_process.ts";
+import { alive, Launched, until } from "../support/launched.ts";
+import { REPO_ROOT, shoalTarget } from "../support/shoal_process.ts";
 
 const skip = shoalTarget() !== "bun" && "deno task and npm scripts do not depend on SHOAL_TARGET: run in e2e-bun";
 const DENO = join(REPO_ROOT, "node_modules", ".bin", "deno");
@@ -135,113 +134,6 @@ test(
   },
 );
 
-/** The pids below `pid` (Linux /proc). */
-function descendants(pid: number): number[] {
-  const parents = new Map<number, number[]>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      // The command name may hold spaces and parentheses: the fields after the last ")" are unambiguous.
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // exited while we looked
-    }
-  }
-  const found: number[] = [];
-  const walk = (p: number) => {
-    for (const child of parents.get(p) ?? []) {
-      found.push(child);
-      walk(child);
-    }
-  };
-  walk(pid);
-  return found;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(what: string, done: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** A launcher (npm, deno task) started in `cwd`, its output parsed as log lines where they are JSON. */
-class Launched {
-  readonly child: ChildProcess;
-  readonly lines: LogLine[] = [];
-  readonly exited: Promise<{ code: number | null; signal: string | null }>;
-  /** Every pid seen below the launcher, killed by `kill()` even once orphaned. */
-  readonly #seen = new Set<number>();
-  #text = "";
-
-  constructor(cmd: string, args: string[], cwd: string) {
-    this.child = spawn(cmd, args, { cwd, env: ENV, stdio: ["ignore", "pipe", "pipe"] });
-    this.exited = new Promise((resolve) => this.child.once("close", (code, signal) => resolve({ code, signal })));
-    let partial = "";
-    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      this.#text += chunk;
-      partial += chunk;
-      let newline: number;
-      while ((newline = partial.indexOf("\n")) >= 0) {
-        const text = partial.slice(0, newline).trim();
-        partial = partial.slice(newline + 1);
-        try {
-          this.lines.push(JSON.parse(text));
-        } catch {
-          // npm's banner and other plain text
-        }
-      }
-    });
-    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.#text += chunk));
-  }
-
-  get output(): string {
-    return this.#text;
-  }
-
-  async ready(): Promise<LogLine> {
-    await until(
-      `"shoal ready" from ${this.child.spawnargs.join(" ")}\n${this.output}`,
-      () => this.has("shoal ready"),
-      20_000,
-    );
-    return this.lines.find((l) => l.message === "shoal ready")!;
-  }
-
-  has(message: string): boolean {
-    return this.lines.some((l) => l.message === message);
-  }
-
-  /** The processes running below the launcher now (remembered for `kill()`). */
-  below(): number[] {
-    const pids = descendants(this.child.pid!);
-    for (const pid of pids) this.#seen.add(pid);
-    return pids;
-  }
-
-  kill(): void {
-    for (const pid of [...this.below(), ...this.#seen, this.child.pid!]) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
-  }
-}
-
 function refused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: "127.0.0.1", port });
@@ -263,7 +155,7 @@ async function startAndTerminate(cmd: string, args: string[], runtime: "bun" | "
       join(dir, "config.ts"),
       `export default { ws: { port: 0 }, log: { level: "info", format: "json" } };\n`,
     );
-    const launched = new Launched(cmd, args, dir);
+    const launched = new Launched(cmd, args, { cwd: dir, env: ENV });
     try {
       const ready = await launched.ready();
       assert.equal(ready.config, "config.ts", "./config.ts, as the CLI's default");
