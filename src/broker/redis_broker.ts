@@ -3,7 +3,21 @@ import { createClient, createCluster, type RedisClientOptions } from "redis";
 import type { RedisBrokerConfig, RedisClusterBrokerConfig } from "../config.ts";
 import { backoffDelay, type Clock, raceTimeout, systemClock } from "../core/clock.ts";
 import { errorText, scrubUrl } from "../log.ts";
-import type { Broker, BrokerHandlers, BrokerStatus } from "./broker.ts";
+import type { Appended, Broker, BrokerHandlers, BrokerStatus, HistoryOptions, HistoryState } from "./broker.ts";
+import {
+  historyKeys,
+  historyPublishScript,
+  historyReadScript,
+  type LuaScript,
+  parseAppended,
+  parseHistoryState,
+  publishArgs,
+  type PublishCommand,
+  readArgs,
+  runScript,
+  scriptKeys,
+  sharesChannelSlot,
+} from "./history_script.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
 
 const log = getLogger(["shoal", "broker"]);
@@ -38,6 +52,8 @@ export interface Link {
   subscribe(channel: string, listener: Listener): Promise<void>;
   unsubscribe(channel: string, listener: Listener): Promise<void>;
   publish(channel: string, payload: string): Promise<void>;
+  /** Run a Lua script where `keys[0]` lives (its cluster node): EVALSHA, then EVAL if the server lacks it. */
+  evalScript(script: LuaScript, keys: string[], args: string[]): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -156,6 +172,16 @@ class ServerLink implements Link {
     await this.#publisher.publish(channel, payload);
   }
 
+  async evalScript(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
+    if (!this.#publisherReady) throw new Error(`not connected to ${this.label}`);
+    const options = { keys, arguments: args };
+    return await runScript(
+      script,
+      (sha1) => this.#publisher.evalSha(sha1, options),
+      (source) => this.#publisher.eval(source, options),
+    );
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled([this.#subscriber, this.#publisher].map((c) => c.isOpen ? c.close() : c.destroy()));
   }
@@ -225,6 +251,16 @@ class ClusterLink implements Link {
     await (this.#sharded ? this.#cluster.sPublish(channel, payload) : this.#cluster.publish(channel, payload));
   }
 
+  /** node-redis sends a script to the master owning the slot of its first key (following MOVED). */
+  evalScript(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
+    const options = { keys, arguments: args };
+    return runScript(
+      script,
+      (sha1) => this.#cluster.evalSha(sha1, options),
+      (source) => this.#cluster.eval(source, options),
+    );
+  }
+
   async close(): Promise<void> {
     try {
       await this.#cluster.close();
@@ -256,6 +292,8 @@ export class RedisBroker implements Broker {
   readonly #links: Link[];
   readonly #settings: Settings;
   readonly #clock: Clock;
+  /** SPUBLISH on a sharded cluster: a history's keys must then share its channel's slot. */
+  readonly #publishCommand: PublishCommand;
   readonly #state = { connected: false, startedAt: 0 };
   /** Subscription names wanted by the hub. */
   readonly #channels = new Set<string>();
@@ -270,6 +308,7 @@ export class RedisBroker implements Broker {
   constructor(config: RedisBrokerConfig | RedisClusterBrokerConfig, options: RedisBrokerOptions = {}) {
     this.#settings = config;
     this.#clock = options.clock ?? systemClock;
+    this.#publishCommand = config.kind === "redis-cluster" && config.sharded ? "SPUBLISH" : "PUBLISH";
     const reconnectStrategy = (retries: number, cause: Error) => this.#reconnectDelay(retries, cause);
     this.#links = (options.createLinks ?? createLinks)(config, (index) => ({
       events: { ready: () => void this.#linkReady(index), lost: (reason) => this.#linkLost(index, reason) },
@@ -337,12 +376,44 @@ export class RedisBroker implements Broker {
     await link.publish(link.prefix + channel, payload);
   }
 
+  /**
+   * Append and publish in one Lua script on the first Redis, as `publish` (docs: scripts/shoal_history_publish.lua).
+   * The history lives in Redis: every Shoal node sharing it sees one history per subscription.
+   */
+  async append(
+    channel: string,
+    payload: string,
+    history: HistoryOptions & { readonly idempotencyKey?: string },
+  ): Promise<Appended> {
+    if (this.#closed) throw new Error("broker closed");
+    const link = this.#links[0];
+    const name = link.prefix + channel;
+    const args = publishArgs(name, payload, history, this.#publishCommand);
+    return parseAppended(await link.evalScript(historyPublishScript, this.#historyKeys(name), args));
+  }
+
+  /** Read from the first Redis, where appends go. */
+  async history(channel: string, history: HistoryOptions, since?: number): Promise<HistoryState> {
+    if (this.#closed) throw new Error("broker closed");
+    const link = this.#links[0];
+    const keys = this.#historyKeys(link.prefix + channel);
+    return parseHistoryState(await link.evalScript(historyReadScript, keys, readArgs(history, since)));
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#channels.clear();
     this.#queue?.clear();
     await Promise.allSettled(this.#links.map((link) => link.close()));
+  }
+
+  #historyKeys(name: string): string[] {
+    // Refused before the script would: a subscribe fails at once rather than every later append.
+    if (this.#publishCommand === "SPUBLISH" && !sharesChannelSlot(name)) {
+      throw new Error(`no history for channel ${JSON.stringify(name)} with SPUBLISH: a "}" needs a hash tag`);
+    }
+    return scriptKeys(historyKeys(name));
   }
 
   /**

@@ -4,7 +4,19 @@ import type { UpstashBrokerConfig } from "../config.ts";
 import { FETCH_BUDGET, FetchSlots } from "../services/fetch_slots.ts";
 import { backoffDelay, withTimeout } from "../core/clock.ts";
 import { errorText, scrubUrl } from "../log.ts";
-import type { Broker, BrokerHandlers } from "./broker.ts";
+import type { Appended, Broker, BrokerHandlers, HistoryOptions, HistoryState } from "./broker.ts";
+import {
+  historyKeys,
+  historyPublishScript,
+  historyReadScript,
+  type LuaScript,
+  parseAppended,
+  parseHistoryState,
+  publishArgs,
+  readArgs,
+  runScript,
+  scriptKeys,
+} from "./history_script.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
 
 const log = getLogger(["shoal", "broker"]);
@@ -141,6 +153,25 @@ export class UpstashBroker implements Broker {
     await this.#commands.run(() => this.#redis.publish(this.#config.channelPrefix + channel, payload));
   }
 
+  /** The redis broker's Lua script over the REST API; the envelope reaches subscribers through their streams. */
+  async append(
+    channel: string,
+    payload: string,
+    history: HistoryOptions & { readonly idempotencyKey?: string },
+  ): Promise<Appended> {
+    if (this.#closed) throw new Error("broker closed");
+    const name = this.#config.channelPrefix + channel;
+    return parseAppended(
+      await this.#script(historyPublishScript, name, publishArgs(name, payload, history, "PUBLISH")),
+    );
+  }
+
+  async history(channel: string, history: HistoryOptions, since?: number): Promise<HistoryState> {
+    if (this.#closed) throw new Error("broker closed");
+    const name = this.#config.channelPrefix + channel;
+    return parseHistoryState(await this.#script(historyReadScript, name, readArgs(history, since)));
+  }
+
   close(): Promise<void> {
     this.#closed = true;
     for (const stream of [...this.#streams.values()]) this.#stop(stream);
@@ -148,6 +179,16 @@ export class UpstashBroker implements Broker {
     if (this.#shared) this.#stop(this.#shared);
     this.#queue?.clear();
     return Promise.resolve();
+  }
+
+  /** EVALSHA (EVAL when Upstash lacks the script), each call taking a command slot. */
+  #script(script: LuaScript, channel: string, args: string[]): Promise<unknown> {
+    const keys = scriptKeys(historyKeys(channel));
+    return runScript(
+      script,
+      (sha1) => this.#commands.run(() => this.#redis.evalsha(sha1, keys, args)),
+      (source) => this.#commands.run(() => this.#redis.eval(source, keys, args)),
+    );
   }
 
   #open(kind: Stream["kind"], channel: string): Stream {

@@ -1,6 +1,7 @@
 import type { RedisBrokerConfig, RedisClusterBrokerConfig } from "../../src/config.ts";
 import type { Link, LinkContext, LinkFactory } from "../../src/broker/redis_broker.ts";
 import type { Clock } from "../../src/core/clock.ts";
+import type { LuaScript } from "../../src/broker/history_script.ts";
 
 type Listener = Parameters<Link["subscribe"]>[1];
 
@@ -24,10 +25,16 @@ export class FakeLink implements Link {
   readonly prefix: string;
   /** Whether the server accepts connections; a test sets it false to make attempts fail. */
   reachable = true;
-  /** SUBSCRIBE, UNSUBSCRIBE and PUBLISH as sent, e.g. `subscribe p:a`. */
+  /**
+   * SUBSCRIBE, UNSUBSCRIBE, PUBLISH and scripts as sent, e.g. `subscribe p:a`, `evalsha <sha1> <keys…> , <args…>`.
+   */
   readonly commands: string[] = [];
   /** The delays waited before reconnect attempts, in order. */
   readonly waits: number[] = [];
+  /** Answers a script (what the server would reply); by default scripts fail as an unknown command would. */
+  script: (script: LuaScript, keys: string[], args: string[]) => unknown = () => {
+    throw new Error("ERR unknown command 'EVALSHA'");
+  };
   readonly #clock: Clock;
   readonly #context: LinkContext;
   readonly #listeners = new Map<string, Set<Listener>>();
@@ -101,6 +108,13 @@ export class FakeLink implements Link {
     this.commands.push(`publish ${channel} ${payload}`);
     if (!this.#ready) throw new Error(`not connected to ${this.label}`);
     this.deliver(channel, payload);
+  }
+
+  /** A script, answered by `script`; it may `deliver()` what it publishes. */
+  async evalScript(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
+    this.commands.push(`evalsha ${script.sha1} ${[...keys, ",", ...args].join(" ")}`);
+    if (!this.#ready) throw new Error(`not connected to ${this.label}`);
+    return await this.script(script, keys, args);
   }
 
   /** A message arriving from the server (published by anyone): the listeners of `channel` get it if connected. */
