@@ -61,6 +61,11 @@ export const RESERVED_FIELDS: readonly string[] = [
   "received_at",
   "queue_size",
   "sent_at",
+  // History and recovery (extension E1): keys of delivered frames, the subscribe OK and the subscribe request.
+  "offset",
+  "epoch",
+  "recover",
+  "recovered",
 ];
 
 const seconds = (what: string) => v.pipe(v.number(`${what} must be a number of seconds`), v.finite(), v.minValue(0));
@@ -126,6 +131,11 @@ const ServiceSchema = v.pipe(
     onUnsubscribe: v.optional(url("onUnsubscribe")),
     onAuthorizationChange: v.optional(url("onAuthorizationChange")),
     heartbeatPeriod: v.optional(positiveSeconds("heartbeatPeriod")),
+    // Extension E1: keep the last `size` messages of each subscription for `ttl` seconds after the last one.
+    history: v.optional(v.strictObject({
+      size: v.pipe(v.number("history.size must be a number"), v.integer("history.size must be an integer"), v.minValue(1)),
+      ttl: positiveSeconds("history.ttl"),
+    })),
     onHeartbeat: v.optional(url("onHeartbeat")),
   }),
   v.check(

@@ -1,4 +1,7 @@
-import type { Broker, BrokerHandlers } from "./broker.ts";
+import { type Clock, systemClock } from "../core/clock.ts";
+import { historyEnvelope } from "../protocol/broker_message.ts";
+import type { Appended, Broker, BrokerHandlers, HistoryOptions, HistoryState } from "./broker.ts";
+import { MemoryHistories } from "./memory_history.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
 
 /**
@@ -7,8 +10,13 @@ import { ReceiveQueue } from "./receive_queue.ts";
  */
 export class MemoryBroker implements Broker {
   readonly #channels = new Set<string>();
+  readonly #histories: MemoryHistories;
   #queue: ReceiveQueue | undefined;
   #closed = false;
+
+  constructor(options: { clock?: Clock } = {}) {
+    this.#histories = new MemoryHistories(options.clock ?? systemClock);
+  }
 
   start(handlers: BrokerHandlers): Promise<void> {
     this.#queue = new ReceiveQueue((message) => {
@@ -47,10 +55,24 @@ export class MemoryBroker implements Broker {
     return this.#queue.drained();
   }
 
+  /** Histories live in this process: each process start begins new epochs. */
+  append(channel: string, payload: string, history: HistoryOptions & { idempotencyKey?: string }): Promise<Appended> {
+    if (this.#closed) return Promise.reject(new Error("broker closed"));
+    const appended = this.#histories.append(channel, payload, history);
+    if (appended.duplicate) return Promise.resolve(appended);
+    return this.publish(channel, historyEnvelope(appended.offset, appended.epoch, payload)).then(() => appended);
+  }
+
+  history(channel: string, history: HistoryOptions, since?: number): Promise<HistoryState> {
+    if (this.#closed) return Promise.reject(new Error("broker closed"));
+    return Promise.resolve(this.#histories.read(channel, history, since));
+  }
+
   close(): Promise<void> {
     this.#closed = true;
     this.#channels.clear();
     this.#queue?.clear();
+    this.#histories.close();
     return Promise.resolve();
   }
 }

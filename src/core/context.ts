@@ -1,3 +1,4 @@
+import type { HistoryOptions, HistoryState } from "../broker/broker.ts";
 import type { Config } from "../config.ts";
 import type { CallbackName, PostOptions, ServiceAnswer } from "../services/service_client.ts";
 import type { Activity } from "./activity.ts";
@@ -8,6 +9,11 @@ import type { Observer } from "./observer.ts";
 /** The service calls the core makes (the `ServiceClient` in production, a scripted one in tests). */
 export interface Services {
   post(url: string, body: unknown, callback: CallbackName, options?: PostOptions): Promise<ServiceAnswer>;
+}
+
+/** History reads (the broker's; extension E1). */
+export interface HistoryReader {
+  history(channel: string, history: HistoryOptions, since?: number): Promise<HistoryState>;
 }
 
 /** What a subscription needs of the hub. */
@@ -32,4 +38,6 @@ export interface CoreContext {
   readonly observer: Observer;
   readonly services: Services;
   readonly hub: Registry;
+  /** Where history subscriptions read their position and the messages to recover. */
+  readonly history: HistoryReader;
 }

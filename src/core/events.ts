@@ -1,7 +1,14 @@
 import type { ServiceConfig } from "../config.ts";
-import { readOptions } from "../protocol/broker_message.ts";
-import { Errors, EventError, LimitErrors } from "../protocol/errors.ts";
+import type { HistoryState } from "../broker/broker.ts";
+import {
+  type HistoryPosition,
+  parseStoredMessage,
+  type PublishedMessage,
+  readOptions,
+} from "../protocol/broker_message.ts";
+import { Errors, EventError, HistoryErrors, LimitErrors } from "../protocol/errors.ts";
 import { okFrame } from "../protocol/frames.ts";
+import { getLogger } from "@logtape/logtape";
 import { truthy } from "../protocol/pyvalues.ts";
 import { utf8Exceeds } from "../protocol/utf8.ts";
 import type { ServiceAnswer } from "../services/service_client.ts";
@@ -11,6 +18,8 @@ import { NO_FIELDS } from "./fields.ts";
 import { Subscription } from "./subscription.ts";
 
 type Fields = Readonly<Record<string, unknown>>;
+
+const log = getLogger(["shoal", "subscription"]);
 
 /** The key of the ticket endpoint's `limits.maxCallbacksPerService` bound (no service name has a dot). */
 const TICKET_SERVICE = "authentication.ticket";
@@ -65,6 +74,8 @@ async function subscribe(router: CoreContext, session: Session, fields: Fields):
     router.observer.refused?.("extra_fields");
     throw new EventError(LimitErrors.extraFieldsTooLarge, { extra });
   }
+  // Extension E1: only a history service reads `recover`; elsewhere it is ignored, as any unknown field.
+  const recover = service.history ? recoveryPosition(fields, extra) : undefined;
   if (service.requireAuthentication && !truthy(session.authInfo)) {
     throw new EventError(Errors.authRequired, { extra });
   }
@@ -108,15 +119,77 @@ async function subscribe(router: CoreContext, session: Session, fields: Fields):
     answer = reply.body;
   }
 
+  // History (extension E1): read where the subscription stands, after the live channel is subscribed (so nothing
+  // published from here on is missed) and once every callback agreed (so nothing is read for a refused client).
+  let history: Recovery | undefined;
+  if (service.history) {
+    try {
+      history = recovery(name, await router.history.history(name, service.history, recover?.offset), recover);
+    } catch (error) {
+      removeSubscription(router, session, subscription);
+      if (session.open) log.warn("history read failed", { subscription: name, error });
+      throw new EventError(Errors.serviceUnavailable, { extra });
+    }
+    if (recover) router.observer.recovery?.(history.recovered!, history.replay.length);
+  }
+
   // The answer goes through filter, order and throttle; a filtered answer means no OK (docs/protocol.md §5.4 step 12).
   if (subscription.admitAnswer(answer, readOptions(answer.options))) {
-    session.send(okFrame("subscribe", { extra, data: answer.data, subscription: name }));
+    const ok = okFrame("subscribe", { extra, data: answer.data, subscription: name });
+    if (history) {
+      ok.offset = history.top.offset;
+      ok.epoch = history.top.epoch;
+      if (history.recovered !== undefined) ok.recovered = history.recovered;
+    }
+    session.send(ok);
   }
-  subscription.activate();
+  subscription.activate(history && { position: history.top, replay: history.replay });
 
   if (service.onSubscribe) {
     await router.services.post(service.onSubscribe, subscription.body(), "on_subscribe", subscription.callOptions);
   }
+}
+
+/** A history subscription's start: what the OK tells, where the client stands, and what to replay. */
+interface Recovery {
+  /** The newest stored message (offset 0 when none): the OK's `offset` and `epoch`, and where the client stands
+   * once the replay is delivered. */
+  readonly top: HistoryPosition;
+  /** Set when the client asked to recover. */
+  readonly recovered?: boolean;
+  readonly replay: readonly PublishedMessage[];
+}
+
+/**
+ * Whether a recovery is complete (docs/protocol.md, history): same epoch, and every message after the client's
+ * offset still stored, no more than `size` of them. Never a partial replay: otherwise it starts from the top.
+ */
+function recovery(name: string, state: HistoryState, recover: HistoryPosition | undefined): Recovery {
+  const top = { offset: state.top, epoch: state.epoch };
+  if (!recover) return { top, replay: [] };
+  const missed = state.top - recover.offset;
+  const complete = recover.epoch === state.epoch && missed >= 0 && state.entries.length === missed &&
+    (missed === 0 || state.entries[0].offset === recover.offset + 1);
+  if (!complete) return { top, recovered: false, replay: [] };
+  const replay: PublishedMessage[] = [];
+  for (const entry of state.entries) {
+    const parsed = parseStoredMessage(entry.payload, { offset: entry.offset, epoch: state.epoch });
+    // A stored message that does not parse is skipped, as it would have been live.
+    if (parsed.ok) replay.push(parsed.message);
+    else log.warn("stored message ignored", { subscription: name, offset: entry.offset, reason: parsed.reason });
+  }
+  return { top, recovered: true, replay };
+}
+
+/** The `recover` field of a subscribe: `{offset: integer ≥ 0, epoch: string}`, or undefined when absent. */
+function recoveryPosition(fields: Fields, extra: Fields): HistoryPosition | undefined {
+  if (!Object.hasOwn(fields, "recover")) return undefined;
+  const recover = fields.recover as Record<string, unknown> | null;
+  const valid = recover !== null && typeof recover === "object" && !Array.isArray(recover) &&
+    typeof recover.offset === "number" && Number.isSafeInteger(recover.offset) && recover.offset >= 0 &&
+    typeof recover.epoch === "string";
+  if (!valid) throw new EventError(HistoryErrors.invalidRecoveryPosition, { extra });
+  return { offset: recover.offset as number, epoch: recover.epoch as string };
 }
 
 /** `message` (docs/protocol.md §6.2): forwarded to `on_message`; a reply only when the service gives `data`. */

@@ -1,6 +1,6 @@
 import { getLogger } from "@logtape/logtape";
 import type { Broker, BrokerMessage } from "../broker/broker.ts";
-import { parsePublishedPayload, type PublishedMessage } from "../protocol/broker_message.ts";
+import { type HistoryPosition, parsePublishedPayload, type PublishedMessage } from "../protocol/broker_message.ts";
 import { messageFrame } from "../protocol/frames.ts";
 import { clip } from "../log.ts";
 import type { Activity } from "./activity.ts";
@@ -32,6 +32,11 @@ export interface HubMember {
   receiveUniform(message: PublishedMessage, frame: FrameSource): boolean;
   /** A message on this member's channel that may name another subscription of the same session: pass it there. */
   route(message: PublishedMessage, frame: FrameSource): void;
+  /**
+   * A history channel's live stream has a hole (an offset skipped, a new epoch) that this member, served by the
+   * native fan-out, could not see: it ends itself with "Insufficient state." (extension E1).
+   */
+  insufficientState(why: string): void;
 }
 
 /** Active subscriptions of one channel with equal extra fields, joined to one native topic. */
@@ -55,6 +60,8 @@ export class Hub {
   readonly #channels = new Map<string, Set<HubMember>>();
   readonly #ready = new Map<string, Promise<void>>();
   readonly #tails = new Map<string, Promise<void>>();
+  /** History channels: the position of the last live message seen (extension E1). */
+  readonly #positions = new Map<string, HistoryPosition>();
   /** Channel → extra-field key → the native topic its active subscriptions joined (see `useFanout`). */
   readonly #groups = new Map<string, Map<string, FanoutGroup>>();
   #publish: ((topic: string, text: string) => void) | undefined;
@@ -77,7 +84,9 @@ export class Hub {
 
   /** A subscription became active: join its fan-out topic, if the runtime has them. */
   activated(subscription: HubMember): void {
-    if (!this.#publish || !this.#channels.get(subscription.name)?.has(subscription)) return;
+    if (!this.#publish || subscription.topic !== undefined || !this.#channels.get(subscription.name)?.has(subscription)) {
+      return;
+    }
     const topic = `${subscription.name}\u0000${subscription.extraKey}`;
     if (!subscription.joinTopic(topic)) return;
     subscription.topic = topic;
@@ -134,6 +143,7 @@ export class Hub {
     if (members.size > 0) return;
     this.#channels.delete(name);
     this.#ready.delete(name);
+    this.#positions.delete(name);
     this.#chain(name, () => this.#broker.unsubscribe(name)).catch((error) =>
       log.error("broker unsubscribe failed", { channel: name, error })
     );
@@ -150,8 +160,14 @@ export class Hub {
       return;
     }
     for (const warning of parsed.warnings) log.warn(warning, { channel: message.channel, payload: clip(message.payload) });
-    const frame = this.#frames(parsed.message, message);
-    if (this.#uniform(parsed.message, message.channel, members)) {
+    let published = parsed.message;
+    if (published.position) {
+      // A position belongs to the channel's own history: a message naming another subscription is plain.
+      if (published.subscription !== message.channel) published = { ...published, position: undefined };
+      else if (!this.#inSequence(message.channel, published.position, members)) return;
+    }
+    const frame = this.#frames(published, message);
+    if (this.#uniform(published, message.channel, members)) {
       let delivered = 0;
       const groups = this.#groups.get(message.channel);
       if (groups) {
@@ -165,14 +181,30 @@ export class Hub {
       // per-subscription checks. When every member joined a topic there is no rest: skip the walk.
       if (delivered < members.size) {
         for (const member of members) {
-          if (member.topic === undefined && member.receiveUniform(parsed.message, frame)) delivered++;
+          if (member.topic === undefined && member.receiveUniform(published, frame)) delivered++;
         }
       }
       if (delivered > 0) this.#observer.delivered?.(delivered);
       return;
     }
     // The channel picks the sessions; the payload's `subscription` picks the subscription within each.
-    for (const member of members) member.route(parsed.message, frame);
+    for (const member of members) member.route(published, frame);
+  }
+
+  /**
+   * Track a history channel's live stream: false for a message already seen (an offset at or before the last,
+   * in the same epoch: drop it); on a hole (an offset skipped, another epoch) the members served by the native
+   * fan-out end themselves, since only the hub sees their stream. Members outside it check each message.
+   */
+  #inSequence(channel: string, position: HistoryPosition, members: Set<HubMember>): boolean {
+    const last = this.#positions.get(channel);
+    if (last && last.epoch === position.epoch && position.offset <= last.offset) return false;
+    this.#positions.set(channel, position);
+    if (last && (last.epoch !== position.epoch || position.offset !== last.offset + 1)) {
+      const why = `channel went from offset ${last.offset} of epoch ${last.epoch} to ${position.offset} of ${position.epoch}`;
+      for (const member of [...members]) if (member.topic !== undefined) member.insufficientState(why);
+    }
+    return true;
   }
 
   /**
@@ -216,6 +248,7 @@ export class Hub {
           queueSize: message.queueSize,
           extra: subscription.extra,
           sentAt,
+          position: published.position,
         }));
         cache.set(subscription.extraKey, text);
       }

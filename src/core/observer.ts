@@ -41,4 +41,10 @@ export interface Observer {
   brokerLost?(): void;
   /** A service callback finished: its outcome and duration. */
   callback?(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void;
+  /** A subscribe with `recover` on a history service (extension E1): its result and the messages replayed. */
+  recovery?(recovered: boolean, replayed: number): void;
+  /** A history subscription ended with "Insufficient state." (a hole in its live stream). */
+  historyGap?(): void;
+  /** A message appended to a history (`POST /publish`): how long the append took. */
+  historyAppend?(seconds: number): void;
 }

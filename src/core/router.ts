@@ -42,6 +42,7 @@ export class Router implements CoreContext {
   readonly services: ServiceClient;
   readonly hub: Hub;
   readonly broker: Broker;
+  readonly history: Broker;
   readonly activity = new Activity();
   readonly #sessions = new Set<Session>();
   readonly #shutdown = new AbortController();
@@ -56,6 +57,7 @@ export class Router implements CoreContext {
     this.clock = options.clock ?? systemClock;
     this.observer = options.observer ?? {};
     this.broker = options.broker;
+    this.history = options.broker;
     this.#onFatal = options.onFatal;
     this.services = options.services ?? new ServiceClient({
       ...options.config.http,

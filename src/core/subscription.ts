@@ -1,7 +1,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { ServiceConfig } from "../config.ts";
-import type { PublishedMessage } from "../protocol/broker_message.ts";
-import { Errors } from "../protocol/errors.ts";
+import type { HistoryPosition, PublishedMessage } from "../protocol/broker_message.ts";
+import { Errors, HistoryErrors } from "../protocol/errors.ts";
 import { messageFrame } from "../protocol/frames.ts";
 import { pyEquals } from "../protocol/pyvalues.ts";
 import { isoTimestamp } from "./clock.ts";
@@ -56,6 +56,22 @@ export class Subscription implements HubMember {
   #delivery: Delivery<PublishedMessage> | undefined;
   #renewalTimer: unknown;
   #heartbeatTimer: unknown;
+  /**
+   * History subscriptions (extension E1): the position of the last message this client has been given (or told
+   * of, in the subscribe OK). Live messages at or before it are duplicates; one past `offset + 1`, or of another
+   * epoch, is a hole. Set at activation.
+   */
+  #position: HistoryPosition | undefined;
+  /**
+   * True while the live stream has not yet caught up with `#position` (a history read can answer before the
+   * subscriber connection delivers the messages it counted): the subscription checks each live message itself
+   * and joins the native fan-out only with the first one past its position.
+   */
+  #catchingUp = false;
+  /** A hole ended this history subscription: it delivers nothing more while its removal is queued. */
+  #lost = false;
+  /** Inside `activate`, which joins the fan-out itself once it has delivered everything it holds. */
+  #activating = false;
 
   constructor(
     router: CoreContext,
@@ -139,9 +155,15 @@ export class Subscription implements HubMember {
     return this.session.authInfo[field];
   }
 
+  /** The position of the last message given to the client (history subscriptions, once active). */
+  get position(): HistoryPosition | undefined {
+    return this.#position;
+  }
+
   /** A published message routed to this subscription. */
   receive(message: PublishedMessage, frame: FrameSource): void {
-    if (this.#state === "closed") return;
+    if (this.#state === "closed" || this.#lost) return;
+    if (this.#state === "active" && this.#position && message.position && !this.#advance(message.position)) return;
     if (this.#state === "pending") {
       const buffer = this.#buffer ??= [];
       if (buffer.length >= MAX_SETUP_BUFFER) {
@@ -159,12 +181,48 @@ export class Subscription implements HubMember {
    * subscription sends it as is; false when it did not (pending or closed), so the hub counts only what went out.
    */
   receiveUniform(message: PublishedMessage, frame: FrameSource): boolean {
-    if (this.#state !== "active") {
+    if (this.#state !== "active" || this.#lost) {
       this.receive(message, frame);
       return false;
     }
+    if (this.#position && message.position && !this.#advance(message.position)) return false;
     this.session.sendText(frame(this));
     return true;
+  }
+
+  /**
+   * Move the position past a live message of a history subscription: true when it is the next one (deliver it),
+   * false for a duplicate (drop it) or a hole (this subscription is ended with "Insufficient state.").
+   */
+  #advance(next: HistoryPosition): boolean {
+    const position = this.#position!;
+    if (next.epoch === position.epoch && next.offset <= position.offset) return false;
+    if (next.epoch !== position.epoch || next.offset !== position.offset + 1) {
+      this.insufficientState(`expected offset ${position.offset + 1} of epoch ${position.epoch}, got ${next.offset} of ${next.epoch}`);
+      return false;
+    }
+    this.#position = next;
+    if (this.#catchingUp) {
+      // The live stream has caught up: from the next message on, the hub's fan-out (and its own check) serves.
+      this.#catchingUp = false;
+      if (!this.#activating) this.#router.hub.activated(this);
+    }
+    return true;
+  }
+
+  /**
+   * The live stream has a hole this client cannot see past (messages lost while the broker was disconnected, an
+   * epoch change, a setup buffer that overflowed): end the subscription with "Insufficient state." so the client
+   * subscribes again with `recover` (docs/protocol.md, history).
+   */
+  insufficientState(why: string): void {
+    if (this.#state !== "active" || this.#lost) return;
+    log.warn("history subscription lost its place; ending it", { session: this.session.id, subscription: this.name, why });
+    this.#router.observer.historyGap?.();
+    // Nothing more reaches the client from here; the session removes it in turn with its events.
+    this.#lost = true;
+    this.#router.hub.remove(this);
+    this.session.revoke(this, HistoryErrors.insufficientState);
   }
 
   /** Run the `before_subscribe` answer through filter, order and throttle: true when the OK may be sent. */
@@ -174,26 +232,50 @@ export class Subscription implements HubMember {
     return this.#offer(message, options) === "deliver";
   }
 
-  /** Confirm: deliver what was buffered during setup (without received_at/queue_size), start periodic tasks. */
-  activate(): void {
+  /**
+   * Confirm: deliver the recovered messages (history subscriptions), then what was buffered during setup (without
+   * received_at/queue_size), then start periodic tasks. `history.position` is where the client stands after the
+   * replay: the newest stored message, which the OK told it of; buffered messages up to it are duplicates.
+   */
+  activate(history?: { position: HistoryPosition; replay: readonly PublishedMessage[] }): void {
     if (this.#state !== "pending") return;
     this.#state = "active";
     const buffered = this.#buffer ?? [];
     this.#buffer = undefined;
-    for (const message of buffered) {
-      if (this.#pass(message) !== "deliver") continue;
-      this.#deliver(JSON.stringify(messageFrame(this.name, message.data, {
-        publishedAt: message.publishedAt,
-        extra: this.extra,
-        sentAt: isoTimestamp(this.#router.clock.now()),
-      })));
+    // The replay is the stored range after the client's offset, complete and in order: no check needed.
+    for (const message of history?.replay ?? []) this.#deliverStored(message);
+    if (history) {
+      this.#position = history.position;
+      this.#catchingUp = true;
     }
-    // After the buffered messages, so none of them is overtaken by a fanned-out one.
-    this.#router.hub.activated(this);
+    this.#activating = true;
+    for (const message of buffered) {
+      if (this.#position && message.position && !this.#advance(message.position)) {
+        if (this.#lost) break; // a hole ended the subscription
+        continue;
+      }
+      this.#deliverStored(message);
+    }
+    this.#activating = false;
+    if (this.#lost) return;
+    // After the buffered messages, so none of them is overtaken by a fanned-out one; a history subscription joins
+    // once the live stream has caught up with its position (#advance).
+    if (!this.#catchingUp) this.#router.hub.activated(this);
     if (this.service.authorizationRenewalPeriod !== undefined) this.#scheduleRenewal();
     if (this.service.heartbeatPeriod !== undefined) {
       this.#scheduleHeartbeat(this.service.heartbeatPeriod * this.#router.clock.random());
     }
+  }
+
+  /** A recovered or buffered message, through filter, order and throttle (no received_at or queue_size). */
+  #deliverStored(message: PublishedMessage): void {
+    if (this.#pass(message) !== "deliver") return;
+    this.#deliver(JSON.stringify(messageFrame(this.name, message.data, {
+      publishedAt: message.publishedAt,
+      extra: this.extra,
+      sentAt: isoTimestamp(this.#router.clock.now()),
+      position: message.position,
+    })));
   }
 
   /** Stop everything this subscription owns: buffer, throttle timers, renewal and heartbeat. Idempotent. */
@@ -228,11 +310,12 @@ export class Subscription implements HubMember {
     this.session.sendText(text);
   }
 
-  /** A message the throttle held: only its data goes out (docs/protocol.md §10.7). */
+  /** A message the throttle held: only its data (and history position) go out (docs/protocol.md §10.7). */
   #sendHeld(message: PublishedMessage): void {
     if (this.#state !== "active") return;
     this.#deliver(JSON.stringify(messageFrame(this.name, message.data, {
       extra: this.extra,
+      position: message.position,
       sentAt: isoTimestamp(this.#router.clock.now()),
     })));
   }

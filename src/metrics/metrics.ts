@@ -69,7 +69,31 @@ export class PrometheusMetrics {
       labelNames: ["reason"],
       registers,
     });
+    const recoveries = new Counter({
+      name: `${p}recoveries_total`,
+      help: "Subscribes with recover on a history service (extension E1), by result (recovered, not_recovered)",
+      labelNames: ["result"],
+      registers,
+    });
+    const replayed = new Counter({
+      name: `${p}history_replayed_messages_total`,
+      help: "Messages delivered from history by recoveries",
+      registers,
+    });
+    const gaps = new Counter({
+      name: `${p}history_insufficient_state_total`,
+      help: "History subscriptions ended with Insufficient state. (a hole in the live stream)",
+      registers,
+    });
+    const appends = new Histogram({
+      name: `${p}history_append_duration_seconds`,
+      help: "Appends to a history through POST /publish (append and publish in one step), seconds",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
     // Label sets known up front are exported at 0, so rates and alerts work before the first occurrence.
+    recoveries.labels("recovered").inc(0);
+    recoveries.labels("not_recovered").inc(0);
     for (const reason of ["fields", "order", "throttle"]) filtered.labels(reason).inc(0);
     dropped.labels("backpressure").inc(0);
     for (const reason of REFUSAL_REASONS) refused.labels(reason).inc(0);
@@ -88,6 +112,12 @@ export class PrometheusMetrics {
       refused: (reason) => refused.labels(reason).inc(),
       brokerLost: () => brokerLost.inc(),
       callback: (name, outcome, seconds) => callbacks.labels(name, outcome).observe(seconds),
+      recovery: (recovered, count) => {
+        recoveries.labels(recovered ? "recovered" : "not_recovered").inc();
+        replayed.inc(count);
+      },
+      historyGap: () => gaps.inc(),
+      historyAppend: (seconds) => appends.observe(seconds),
     };
   }
 

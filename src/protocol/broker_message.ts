@@ -12,6 +12,14 @@ export interface MessageOptions {
   readonly throttleKey: string;
 }
 
+/** Where a message sits in its subscription's history (extension E1). */
+export interface HistoryPosition {
+  /** Grows by exactly 1 per appended message; the first is 1. */
+  readonly offset: number;
+  /** Changes whenever the history was lost and restarted; offsets compare only within one epoch. */
+  readonly epoch: string;
+}
+
 /** A message a service published (to a broker channel or `POST /publish`), validated. */
 export interface PublishedMessage {
   readonly subscription: string;
@@ -21,6 +29,8 @@ export interface PublishedMessage {
   readonly publishedAt?: string;
   /** The whole top-level object, where filter fields are looked up. */
   readonly fields: Readonly<Record<string, unknown>>;
+  /** Set when the message was appended to a history: it came in a history envelope, or from the store. */
+  readonly position?: HistoryPosition;
 }
 
 export type ParseResult =
@@ -57,11 +67,40 @@ export function parsePublishedMessage(value: unknown): ParseResult {
 /** Why a message nested past the limit is dropped. */
 export const TOO_DEEP = `JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
 
-/** Decode a broker payload (JSON text) and validate it. */
+/**
+ * Decode a broker payload (JSON text) and validate it: a published message, or a history envelope
+ * `{"offset":N,"epoch":"E","message":{…}}` (what an append publishes: `historyEnvelope`), whose message gets the
+ * position. An envelope is told apart by having no `subscription` key, which every message needs.
+ */
 export function parsePublishedPayload(payload: string): ParseResult {
   const json = parseJson(payload);
   if (!json.ok) return { ok: false, reason: json.reason === "too deep" ? TOO_DEEP : "invalid JSON" };
-  return parsePublishedMessage(json.value);
+  const position = envelopePosition(json.value);
+  if (!position) return parsePublishedMessage(json.value);
+  const parsed = parsePublishedMessage((json.value as { message: unknown }).message);
+  return parsed.ok ? { ...parsed, message: { ...parsed.message, position } } : parsed;
+}
+
+/** A stored history entry (the message as published, and its offset) as a message with its position. */
+export function parseStoredMessage(payload: string, position: HistoryPosition): ParseResult {
+  const parsed = parsePublishedPayload(payload);
+  return parsed.ok ? { ...parsed, message: { ...parsed.message, position } } : parsed;
+}
+
+/** The text an append publishes live: the message with its position, built without re-serializing it. */
+export function historyEnvelope(offset: number, epoch: string, payload: string): string {
+  return `{"offset":${offset},"epoch":${JSON.stringify(epoch)},"message":${payload}}`;
+}
+
+function envelopePosition(value: unknown): HistoryPosition | undefined {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
+  const o = value as Record<string, unknown>;
+  if (Object.hasOwn(o, "subscription") || !Object.hasOwn(o, "message")) return undefined;
+  const { offset, epoch } = o;
+  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 1 || typeof epoch !== "string") {
+    return undefined;
+  }
+  return { offset, epoch };
 }
 
 /** The options of a `before_subscribe` answer, read with the same rules as a published message. */

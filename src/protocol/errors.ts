@@ -24,6 +24,18 @@ export const LimitErrors = {
   extraFieldsTooLarge: "Extra fields too large.",
 } as const;
 
+/** Shoal's own error strings for history and recovery (extension E1). */
+export const HistoryErrors = {
+  /** A `recover` that is not `{offset: integer ≥ 0, epoch: string}`. */
+  invalidRecoveryPosition: "Invalid recovery position.",
+  /**
+   * Server-initiated unsubscribe of a history subscription whose live stream has a hole (an offset missing, the
+   * epoch changed, or more messages than Shoal buffers arrived while it recovered): the client subscribes again
+   * with `recover` from its last offset (Centrifugo's "insufficient state").
+   */
+  insufficientState: "Insufficient state.",
+} as const;
+
 /** Longest event name that still counts as a valid envelope. */
 export const MAX_EVENT_LENGTH = 40;
 

@@ -49,9 +49,20 @@ export function revokedFrame(subscription: string, error: unknown, options: { ex
 export function messageFrame(
   subscription: string,
   data: unknown,
-  options: { publishedAt?: string; receivedAt?: string; queueSize?: number; extra?: Extra; sentAt: string },
+  options: {
+    publishedAt?: string;
+    receivedAt?: string;
+    queueSize?: number;
+    extra?: Extra;
+    sentAt: string;
+    position?: { readonly offset: number; readonly epoch: string };
+  },
 ): Frame {
   const frame: Frame = { event: "message", subscription, data };
+  if (options.position) {
+    frame.offset = options.position.offset;
+    frame.epoch = options.position.epoch;
+  }
   if (options.publishedAt !== undefined) frame.published_at = options.publishedAt;
   if (options.receivedAt !== undefined) frame.received_at = options.receivedAt;
   if (options.queueSize !== undefined) frame.queue_size = options.queueSize;

@@ -2,6 +2,8 @@ import { getLogger } from "@logtape/logtape";
 import type { Hono } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
+import type { HistoryOptions } from "../broker/broker.ts";
+import type { Config } from "../config.ts";
 import type { Router } from "../core/router.ts";
 import { parsePublishedMessage, TOO_DEEP } from "../protocol/broker_message.ts";
 import { parseJson } from "../protocol/json.ts";
@@ -41,24 +43,64 @@ export function addPublishRoute(app: Hono, router: Router): void {
         const problems: string[] = [];
         messages.forEach((message, i) => {
           const parsed = parsePublishedMessage(message);
-          if (!parsed.ok) problems.push(Array.isArray(body) ? `[${i}]: ${parsed.reason}` : parsed.reason);
+          const problem = parsed.ok ? idempotencyProblem(message as Record<string, unknown>) : parsed.reason;
+          if (problem) problems.push(Array.isArray(body) ? `[${i}]: ${problem}` : problem);
         });
         if (problems.length > 0) return c.json({ status: "error", error: "Invalid message.", problems }, 400);
         if (!router.broker.ready) return c.json({ status: "error", error: "Broker not connected." }, 503);
+        const positions: ({ offset: number; epoch: string; duplicate?: true } | null)[] = [];
         try {
-          // Each message goes to the channel named by its subscription, exactly as a service would PUBLISH it.
-          for (const message of messages as { subscription: string }[]) {
-            await router.broker.publish(message.subscription, JSON.stringify(message));
+          // Each message goes to the channel named by its subscription, exactly as a service would PUBLISH it; a
+          // history service's is appended to its history in the same step (extension E1).
+          for (const message of messages as Record<string, unknown>[]) {
+            const channel = message.subscription as string;
+            const history = historyOf(router.config, channel);
+            if (!history) {
+              await router.broker.publish(channel, JSON.stringify(message));
+              positions.push(null);
+              continue;
+            }
+            const { idempotency_key: idempotencyKey, ...stored } = message;
+            const started = performance.now();
+            const appended = await router.broker.append(channel, JSON.stringify(stored), {
+              ...history,
+              idempotencyKey: idempotencyKey as string | undefined,
+            });
+            router.observer.historyAppend?.((performance.now() - started) / 1000);
+            positions.push({ offset: appended.offset, epoch: appended.epoch, ...(appended.duplicate ? { duplicate: true } : {}) });
           }
         } catch (error) {
           log.error("publish failed", { error: String(error) });
           return c.json({ status: "error", error: "Broker publish failed." }, 503);
         }
-        return c.json({ status: "ok", published: messages.length });
+        // Positions only when some message went to a history: a SocketShark publisher sees the answer it knew.
+        if (positions.every((p) => p === null)) return c.json({ status: "ok", published: messages.length });
+        return c.json({ status: "ok", published: messages.length, positions });
       },
     );
   } else {
     app.post("/publish", (c) =>
       c.json({ status: "error", error: "The publish API is disabled: set publish.token in the config." }, 404));
   }
+}
+
+/** The history settings of the service a subscription name belongs to (split at the first dot), if it has any. */
+function historyOf(config: Config, subscription: string): HistoryOptions | undefined {
+  const dot = subscription.indexOf(".");
+  if (dot <= 0) return undefined;
+  const service = config.services[subscription.slice(0, dot)];
+  return Object.hasOwn(config.services, subscription.slice(0, dot)) ? service.history : undefined;
+}
+
+/** Longest `idempotency_key`, in UTF-16 code units. */
+const MAX_IDEMPOTENCY_KEY = 256;
+
+/** `idempotency_key`, when present, is a non-empty string (used for history services, extension E1). */
+function idempotencyProblem(message: Record<string, unknown>): string | undefined {
+  if (!Object.hasOwn(message, "idempotency_key")) return undefined;
+  const key = message.idempotency_key;
+  if (typeof key === "string" && key.length > 0 && key.length <= MAX_IDEMPOTENCY_KEY && key.isWellFormed()) {
+    return undefined;
+  }
+  return `idempotency_key must be a string of 1 to ${MAX_IDEMPOTENCY_KEY} characters`;
 }

@@ -165,8 +165,9 @@ test("parseConfig: a callback set to null is refused at start-up, naming the key
   oneProblemAt({ authentication: { ticket: { validationUrl: null } } }, "authentication.ticket.validationUrl");
 });
 
-test("parseConfig: extraFields and filterFields may not name a protocol key (decision 10)", () => {
+test("parseConfig: extraFields and filterFields may not name a protocol key (decision 10, and E1's history keys)", () => {
   const all = ["event", "status", "error", "data", "subscription", "options", "published_at", "received_at", "queue_size", "sent_at"];
+  all.push("offset", "epoch", "recover", "recovered");
   assert.deepEqual([...RESERVED_FIELDS].sort(), [...all].sort());
   for (const reserved of all) {
     const extra = oneProblemAt({ services: { books: { extraFields: ["ok", reserved] } } }, "services.books.extraFields");
@@ -176,6 +177,15 @@ test("parseConfig: extraFields and filterFields may not name a protocol key (dec
   // Names that merely resemble protocol keys are fine.
   const config = parseConfig({ services: { books: { extraFields: ["Event", "data2"], filterFields: ["user_id"] } } });
   assert.deepEqual(config.services.books.extraFields, ["Event", "data2"]);
+});
+
+test("parseConfig: history is { size: integer ≥ 1, ttl: seconds > 0 } (extension E1)", () => {
+  const config = parseConfig({ services: { h: { history: { size: 100, ttl: 300 } } } });
+  assert.deepEqual(config.services.h.history, { size: 100, ttl: 300 });
+  assert.equal(parseConfig({ services: { p: {} } }).services.p.history, undefined);
+  for (const history of [{ size: 0, ttl: 1 }, { size: 1.5, ttl: 1 }, { size: 10, ttl: 0 }, { size: 10 }, { ttl: 5 }, { size: 10, ttl: 5, x: 1 }]) {
+    assert.ok(problems({ services: { h: { history } } }).some((p) => p.startsWith("services.h.history")), JSON.stringify(history));
+  }
 });
 
 test("parseConfig: a service name with a dot, or an empty one, is refused under services", () => {

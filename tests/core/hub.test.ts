@@ -13,6 +13,7 @@ class FakeMember implements HubMember {
   readonly received: string[] = [];
   readonly routed: string[] = [];
   readonly joined: string[] = [];
+  readonly gaps: string[] = [];
   readonly service: { readonly filterFields: readonly string[] };
   readonly extraKey: string;
   constructor(
@@ -34,6 +35,9 @@ class FakeMember implements HubMember {
   }
   leaveTopic(topic: string): void {
     this.joined.splice(this.joined.indexOf(topic), 1);
+  }
+  insufficientState(why: string): void {
+    this.gaps.push(why);
   }
   receive(message: PublishedMessage, frame: FrameSource): void {
     this.received.push(`${message.data}:${frame(this)}`);

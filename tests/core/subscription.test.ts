@@ -46,6 +46,7 @@ function context(services: Record<string, unknown>, answers: ServiceAnswer[] = [
     observer: {},
     services: { post },
     hub: { add: () => Promise.resolve(), remove: () => {}, activated: (m) => void activated.push(m) },
+    history: { history: () => Promise.reject(new Error("no history in these tests")) },
   };
   return { ctx, calls, activated, clock };
 }
@@ -110,4 +111,78 @@ test("Subscription: renewal without a valid answer revokes with Service unavaila
   assert.equal(clock.pending, 0, "closed: no timer left");
   other.receive(message({ subscription: "svc.a", data: 1 }), frame("x"));
   assert.equal(other.closed, true);
+});
+
+// ---------------------------------------------------------------- history (extension E1)
+
+const at = (offset: number, epoch = "e1") => ({ offset, epoch });
+const stored = (data: unknown, offset: number, epoch = "e1") => ({ ...message({ subscription: "svc.a", data }), position: at(offset, epoch) });
+const HISTORY = { svc: { requireAuthentication: false, history: { size: 10, ttl: 60 } } };
+
+test("Subscription (history): replay first, then buffered messages past the position; duplicates dropped", () => {
+  const { ctx, activated } = context(HISTORY);
+  const owner = new FakeOwner();
+  const sub = subscription(ctx, owner);
+  // Arrived live while pending: 4 and 5 are already in the replay, 6 is new.
+  for (const offset of [4, 5, 6]) sub.receive(stored(`live${offset}`, offset), frame("unused"));
+  sub.activate({ position: at(5), replay: [stored("r4", 4), stored("r5", 5)] });
+  assert.deepEqual(owner.sent.map((f) => [f.data, f.offset, f.epoch]), [["r4", 4, "e1"], ["r5", 5, "e1"], ["live6", 6, "e1"]]);
+  assert.equal(owner.sent.some((f) => "received_at" in f), false, "stored and buffered frames carry no received_at");
+  assert.deepEqual(sub.position, at(6));
+  assert.equal(activated.length, 1, "caught up with the live stream: joins the fan-out");
+});
+
+test("Subscription (history): stays off the fan-out until the live stream passes its position, dropping what it knew", () => {
+  const { ctx, activated } = context(HISTORY);
+  const owner = new FakeOwner();
+  const sub = subscription(ctx, owner);
+  sub.activate({ position: at(7), replay: [] });
+  assert.equal(activated.length, 0, "the read was ahead of the subscriber connection");
+  assert.equal(sub.receiveUniform(stored("m6", 6), frame('{"n":6}')), false);
+  assert.equal(sub.receiveUniform(stored("m7", 7), frame('{"n":7}')), false);
+  assert.deepEqual(owner.sent, []);
+  assert.equal(sub.receiveUniform(stored("m8", 8), frame('{"n":8}')), true);
+  assert.deepEqual(owner.sent, [{ n: 8 }]);
+  assert.equal(activated.length, 1);
+  // A plain PUBLISH on the channel (no position) is delivered as before.
+  assert.equal(sub.receiveUniform(message({ subscription: "svc.a", data: "plain" }), frame('{"plain":1}')), true);
+  assert.deepEqual(owner.revoked, []);
+});
+
+test("Subscription (history): a hole or another epoch ends it with Insufficient state., and nothing more is sent", () => {
+  for (const next of [at(10), at(1, "e2")]) {
+    const { ctx } = context(HISTORY);
+    const owner = new FakeOwner();
+    const sub = subscription(ctx, owner);
+    sub.activate({ position: at(7), replay: [] });
+    sub.receive(stored("m8", 8), frame('{"n":8}'));
+    sub.receive(stored("next", next.offset, next.epoch), frame('{"n":"next"}'));
+    sub.receive(stored("m9", 9), frame('{"n":9}'));
+    assert.deepEqual(owner.sent, [{ n: 8 }]);
+    assert.deepEqual(owner.revoked, ["Insufficient state."]);
+  }
+});
+
+test("Subscription (history): a hole among buffered messages (an overflowing buffer) ends it at activation", () => {
+  const { ctx } = context(HISTORY);
+  const owner = new FakeOwner();
+  const sub = subscription(ctx, owner);
+  sub.receive(stored("m6", 6), frame("unused"));
+  sub.receive(stored("m8", 8), frame("unused"));
+  sub.activate({ position: at(5), replay: [] });
+  assert.deepEqual(owner.sent.map((f) => f.data), ["m6"]);
+  assert.deepEqual(owner.revoked, ["Insufficient state."]);
+});
+
+test("Subscription (history): filter fields apply to replayed messages as to live ones", () => {
+  const { ctx } = context({ svc: { requireAuthentication: false, filterFields: ["user"], history: { size: 10, ttl: 60 } } });
+  const owner = new FakeOwner();
+  owner.authInfo = { user: 1 };
+  const sub = subscription(ctx, owner);
+  const replay = [1, 2, 1].map((user, i) => ({
+    ...message({ subscription: "svc.a", data: i + 1, user }),
+    position: at(i + 1),
+  }));
+  sub.activate({ position: at(3), replay });
+  assert.deepEqual(owner.sent.map((f) => [f.data, f.offset]), [[1, 1], [3, 3]]);
 });

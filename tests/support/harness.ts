@@ -14,7 +14,7 @@ import { ScriptedFetch } from "./scripted_fetch.ts";
 export class Harness {
   readonly clock = new FakeClock();
   readonly services = new ScriptedFetch();
-  readonly broker = new MemoryBroker();
+  readonly broker = new MemoryBroker({ clock: this.clock });
   /** The service client's call slots (its own, not the process-wide ones, so `settled` can count waiters). */
   readonly slots = new FetchSlots(FETCH_BUDGET.callbacks);
   readonly events: { name: string; success: boolean }[] = [];
