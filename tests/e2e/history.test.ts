@@ -2,8 +2,9 @@
 // service-side Lua script through redis-cli; publishing that goes on while a client recovers.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { metricsText, publish } from "../support/e2e.ts";
-import { RedisServer } from "../support/redis_server.ts";
+import { eventually, metricsText, publish, readyz } from "../support/e2e.ts";
+import { RedisCluster, RedisServer } from "../support/redis_server.ts";
+import { UpstashServer } from "../support/upstash_server.ts";
 import { REPO_ROOT, ShoalProcess } from "../support/shoal_process.ts";
 import { type Frame, WsClient } from "../support/ws_client.ts";
 import { join } from "node:path";
@@ -190,3 +191,72 @@ test("history (redis): Redis restarted without persistence → a new epoch, reco
   assert.notEqual(expired.epoch, ok.epoch);
 });
 
+
+test("history (redis-cluster, sharded, two nodes): keys on the channel's slot; recovery on the other node; a node restart that lost the history ends the subscription, and recovery says false", async () => {
+  await using cluster = await RedisCluster.start(3);
+  const [name] = await cluster.channelsOnDistinctShards(1, "h.");
+  const broker = { kind: "redis-cluster", nodes: cluster.urls, sharded: true, pingInterval: 1, pingTimeout: 1, connectTimeout: 10, maxReconnectDelay: 0.5 };
+  const config = { services: services(), publish: { token: TOKEN }, broker };
+  await using a = await ShoalProcess.start(config);
+  await using b = await ShoalProcess.start(config);
+  await using first = await WsClient.connect(a.url);
+  const epoch = (await subscribe(first, name)).epoch as string;
+  await first.close();
+  for (let i = 1; i <= 100; i++) assert.equal((await publish(a, { subscription: name, data: i }, { token: TOKEN })).status, 200);
+  const keys = historyKeys(name);
+  const slot = await cluster.nodes[0].cli("CLUSTER", "KEYSLOT", name);
+  for (const key of [keys.stream, keys.meta, keys.idempotency]) assert.equal(await cluster.nodes[0].cli("CLUSTER", "KEYSLOT", key), slot);
+
+  await using client = await WsClient.connect(b.url);
+  const ok = await subscribe(client, name, { offset: 0, epoch });
+  assert.deepEqual([ok.recovered, ok.offset], [true, 100]);
+  assertContiguous(await take(client, 100), 1, 100, epoch);
+
+  // The shard owning the slot restarts without persistence: the history is gone, and the next append begins a
+  // new epoch, which the subscribed client cannot follow.
+  const ownerPort = await cluster.slotOwner(name);
+  const node = cluster.nodes.find((n) => n.port === ownerPort)!;
+  await node.stop();
+  await node.restart();
+  await cluster.waitUntilOk();
+  await eventually(async () => (await readyz(a)) === 200 && (await readyz(b)) === 200, "both nodes ready again", { ms: 20_000, every: 50 });
+  await eventually(async () => (await publish(a, { subscription: name, data: "after" }, { token: TOKEN })).status === 200, "a publish after the restart", { ms: 10_000, every: 100 });
+  assert.deepEqual(await client.next(10_000), { event: "unsubscribe", subscription: name, error: "Insufficient state." });
+  const again = await subscribe(client, name, { offset: 100, epoch });
+  assert.equal(again.recovered, false);
+  assert.notEqual(again.epoch, epoch);
+});
+
+test("history (upstash): appends and reads go through the REST API; a client recovers what it missed", async () => {
+  await using redis = await RedisServer.start();
+  await using upstash = await UpstashServer.start({ redisUrl: redis.url, token: "up-token" });
+  await using shoal = await ShoalProcess.start({
+    services: services(),
+    publish: { token: TOKEN },
+    broker: { kind: "upstash", url: upstash.url, token: "up-token", channelPrefix: "u:", maxReconnectDelay: 0.5 },
+  });
+  await using client = await WsClient.connect(shoal.url);
+  const epoch = (await subscribe(client, "h.up")).epoch as string;
+  await publish(shoal, { subscription: "h.up", data: 1 }, { token: TOKEN });
+  const [live] = await take(client, 1);
+  assert.deepEqual([live.offset, live.epoch], [1, epoch]);
+  await client.close();
+  for (let i = 2; i <= 30; i++) await publish(shoal, { subscription: "h.up", data: i }, { token: TOKEN });
+  await using back = await WsClient.connect(shoal.url);
+  const ok = await subscribe(back, "h.up", { offset: 1, epoch });
+  assert.deepEqual([ok.recovered, ok.offset], [true, 30]);
+  assertContiguous(await take(back, 29), 2, 30, epoch);
+});
+
+test("history: a SocketShark client on a service without history sees exactly SocketShark's frames, recover or not", async () => {
+  await using shoal = await ShoalProcess.start({ services: services(), publish: { token: TOKEN } });
+  await using client = await WsClient.connect(shoal.url);
+  client.send({ event: "subscribe", subscription: "plain.a" });
+  assert.deepEqual(await client.next(), { event: "subscribe", status: "ok", subscription: "plain.a" });
+  client.send({ event: "subscribe", subscription: "plain.b", recover: { offset: 1, epoch: "x" } });
+  assert.deepEqual(await client.next(), { event: "subscribe", status: "ok", subscription: "plain.b" });
+  const answer = await publish(shoal, { subscription: "plain.a", data: 1 }, { token: TOKEN });
+  assert.deepEqual(answer.body, { status: "ok", published: 1 }, "no positions for a service without history");
+  const frame = await client.next();
+  assert.deepEqual(Object.keys(frame).sort(), ["data", "event", "queue_size", "received_at", "sent_at", "subscription"]);
+});
