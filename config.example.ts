@@ -117,4 +117,8 @@ export default {
 
   // Seconds to wait for sessions' unsubscribe callbacks at shutdown before exiting anyway.
   shutdown: { drainTimeout: 10 },
+
+  // The browser console at http://127.0.0.1:9000/console: connect, subscribe, send, publish, watch every frame.
+  // Off by default; on here for the quick start.
+  console: { enabled: true },
 } satisfies ConfigInput;

@@ -99,6 +99,7 @@ function endpoints(config: Config): string[] {
   const list = ["/healthz", "/readyz"];
   if (config.publish.token) list.push("POST /publish");
   if (config.metrics.prometheus && config.metrics.prometheus.port === undefined) list.push("/metrics");
+  if (config.console.enabled) list.push("/console");
   return list;
 }
 

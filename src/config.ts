@@ -46,6 +46,7 @@ export const DEFAULTS = {
   publish: { maxBodyBytes: 1024 * 1024 },
   log: { level: "info", format: "auto" },
   shutdown: { drainTimeout: 10 },
+  console: { enabled: false },
 } as const;
 
 /** Keys of client, published and delivered messages that an extra or filter field must not overwrite (decision 10). */
@@ -316,6 +317,11 @@ const ConfigSchema = v.strictObject({
   ),
   shutdown: v.optional(
     v.strictObject({ drainTimeout: v.optional(seconds("shutdown.drainTimeout"), DEFAULTS.shutdown.drainTimeout) }),
+    {},
+  ),
+  // The browser console at GET /console (off by default).
+  console: v.optional(
+    v.strictObject({ enabled: v.optional(v.boolean("console.enabled must be true or false"), DEFAULTS.console.enabled) }),
     {},
   ),
 });
