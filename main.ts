@@ -11,6 +11,7 @@ import { runHealthcheck } from "./src/cli/healthcheck.ts";
 import { checkExposure, loadConfig } from "./src/cli/load_config.ts";
 import { type Config, ConfigError, parsePort } from "./src/config.ts";
 import { Router } from "./src/core/router.ts";
+import { JwtVerifier } from "./src/services/jwt_verifier.ts";
 import { setupLogging } from "./src/log.ts";
 import type { Listener, Runtime } from "./src/runtime/runtime.ts";
 import { scrubUrl } from "./src/log.ts";
@@ -109,7 +110,7 @@ function summary(config: Config, path: string, fromEnv: readonly string[]): stri
     `config ${path} is valid`,
     `  listen      ${config.ws.tls ? "wss" : "ws"}://${config.ws.host}:${config.ws.port}`,
     `  broker      ${brokerSummary(config.broker)}`,
-    `  auth        ${config.authentication.ticket ? "ticket" : "none"}`,
+    `  auth        ${[config.authentication.ticket && "ticket", config.authentication.jwt && "jwt"].filter(Boolean).join(", ") || "none"}`,
     `  services    ${services.length ? services.join(", ") : "(none)"}`,
     `  publish API ${config.publish.token ? "enabled" : "disabled"}`,
     `  endpoints   ${endpoints(config).join(", ")}`,
@@ -130,9 +131,18 @@ async function loadSettings(args: ReturnType<typeof parseCli>): Promise<{ config
     checkExposure(config);
     return { config, path, fromEnv: [...fromEnv] };
   } catch (error) {
-    const message = error instanceof ConfigError ? error.message : `cannot load config ${path}: ${error}`;
+    const message = error instanceof ConfigError ? error.message : `cannot load config ${path}: ${safeText(error)}`;
     process.stderr.write(`shoal: ${message}\n`);
     process.exit(1);
+  }
+}
+
+/** Any thrown value as text, even a Symbol or an object without a prototype (a config module may throw anything). */
+function safeText(value: unknown): string {
+  try {
+    return value instanceof Error ? value.message : typeof value === "symbol" ? value.toString() : String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
   }
 }
 
@@ -157,7 +167,9 @@ async function start(
   const log = getLogger(["shoal"]);
   const fetch = config.http.caFile ? runtime.fetchWithCa(await runtime.readTextFile(config.http.caFile)) : undefined;
   const metrics = createMetrics(config.metrics);
-  const router = new Router({ config, broker: createBroker(config.broker), fetch, observer: metrics.observer, onFatal });
+  const jwt = config.authentication.jwt;
+  const tokens = jwt ? await JwtVerifier.create(jwt, { fetch }) : undefined;
+  const router = new Router({ config, broker: createBroker(config.broker), fetch, tokens, observer: metrics.observer, onFatal });
   try {
     await router.start();
   } catch (error) {

@@ -15,7 +15,7 @@
 -- ARGV[3]  size: how many messages the history keeps (integer >= 1), as in Shoal's config
 -- ARGV[4]  ttl in milliseconds (integer >= 1): the history expires this long after its last append
 -- ARGV[5]  PUBLISH, or SPUBLISH when Shoal uses a sharded Redis Cluster (broker sharded: true)
--- ARGV[6]  optional idempotency key: a retry with a key whose message is still stored appends nothing
+-- ARGV[6]  optional idempotency key ("" or absent: none): a retry with a key whose message is still stored appends nothing
 --
 -- Publishes {"offset":<offset>,"epoch":"<epoch>","message":<message>} and returns {offset, epoch, 0}; a repeated
 -- idempotency key publishes nothing and returns the first append's {offset, epoch, 1}. Offsets grow by 1 per
@@ -27,6 +27,7 @@
 --     shoal:history-idem:{chat.1} , chat.1 '{"subscription":"chat.1","data":1}' 100 300000 PUBLISH
 local stream, meta, idem = KEYS[1], KEYS[2], KEYS[3]
 local channel, message, command, key = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
+if key == '' then key = nil end
 local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 if #KEYS ~= 3 then return redis.error_reply('ERR shoal history: expected 3 keys (stream, meta, idempotency)') end
 if channel == nil or message == nil then return redis.error_reply('ERR shoal history: expected a channel and a message') end

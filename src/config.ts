@@ -81,7 +81,8 @@ const onConnectionLoss = v.optional(v.picklist(["reconnect", "shutdown"]), DEFAU
 /** A port given as text (a flag, an environment variable); throws `ConfigError` naming `what`. */
 export function parsePort(what: string, text: string): number {
   const value = Number(text);
-  if (text.trim() === "" || !Number.isInteger(value) || value < 0 || value > 65535) {
+  // Decimal digits only: Number() would also take " 80 ", "0x50", "1e3" and "0b101".
+  if (!/^[0-9]{1,5}$/.test(text) || value > 65535) {
     throw new ConfigError([`${what}: not a port (an integer from 0 to 65535): ${JSON.stringify(text)}`]);
   }
   return value;
@@ -116,6 +117,41 @@ const fieldList = (what: string, reserved = true) =>
     ),
   );
 
+/** JWS algorithms a JWT may be signed with (extension E2): HMAC with a secret, the rest with a public key. */
+export const JWT_ALGORITHMS = [
+  "HS256", "HS384", "HS512",
+  "RS256", "RS384", "RS512",
+  "PS256", "PS384", "PS512",
+  "ES256", "ES384", "ES512",
+  "EdDSA",
+] as const;
+export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
+
+const stringOrList = (what: string) =>
+  v.union([v.pipe(v.string(), v.minLength(1)), v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1))], `${what} must be a string or a non-empty list of strings`);
+
+/** `authentication.jwt` (extension E2): one key source, algorithms that fit it, the claims to check and keep. */
+const JwtSchema = v.pipe(
+  v.strictObject({
+    algorithms: v.pipe(v.array(v.picklist(JWT_ALGORITHMS)), v.minLength(1, "jwt.algorithms must name at least one algorithm")),
+    secret: v.optional(v.pipe(v.string(), v.minLength(1, "jwt.secret must not be empty"))),
+    publicKey: v.optional(v.pipe(v.string(), v.regex(/-----BEGIN (PUBLIC KEY|CERTIFICATE)-----/, "jwt.publicKey must be a PEM public key (BEGIN PUBLIC KEY) or certificate"))),
+    jwksUrl: v.optional(url("jwksUrl")),
+    issuer: v.optional(stringOrList("jwt.issuer")),
+    audience: v.optional(stringOrList("jwt.audience")),
+    authFields: v.optional(fieldList("authFields", false), []),
+    leeway: v.optional(seconds("jwt.leeway"), 30),
+  }),
+  v.check(
+    (jwt) => [jwt.secret, jwt.publicKey, jwt.jwksUrl].filter((k) => k !== undefined).length === 1,
+    "authentication.jwt needs exactly one of secret, publicKey or jwksUrl",
+  ),
+  v.check(
+    (jwt) => jwt.algorithms.every((a) => a.startsWith("HS") === (jwt.secret !== undefined)),
+    "authentication.jwt.algorithms: HS256/384/512 go with secret, the others with publicKey or jwksUrl",
+  ),
+);
+
 const ServiceSchema = v.pipe(
   v.strictObject({
     requireAuthentication: v.optional(v.boolean(), DEFAULTS.service.requireAuthentication),
@@ -134,8 +170,13 @@ const ServiceSchema = v.pipe(
     heartbeatPeriod: v.optional(positiveSeconds("heartbeatPeriod")),
     // Extension E1: keep the last `size` messages of each subscription for `ttl` seconds after the last one.
     history: v.optional(v.strictObject({
-      size: v.pipe(v.number("history.size must be a number"), v.integer("history.size must be an integer"), v.minValue(1)),
-      ttl: positiveSeconds("history.ttl"),
+      size: v.pipe(
+        v.number("history.size must be a number"),
+        v.integer("history.size must be an integer"),
+        v.minValue(1),
+        v.maxValue(1_000_000, "history.size must be at most 1000000 (a recovery replays up to size messages)"),
+      ),
+      ttl: v.pipe(positiveSeconds("history.ttl"), v.maxValue(31_536_000, "history.ttl must be at most 31536000 (a year)")),
     })),
     onHeartbeat: v.optional(url("onHeartbeat")),
   }),
@@ -200,7 +241,7 @@ const UpstashBrokerSchema = v.strictObject({
 const ConfigSchema = v.strictObject({
   ws: v.optional(
     v.strictObject({
-      host: v.optional(v.string(), DEFAULTS.ws.host),
+      host: v.optional(v.pipe(v.string(), v.minLength(1, "ws.host must not be empty (0.0.0.0 for every IPv4 interface)")), DEFAULTS.ws.host),
       port: v.optional(portNumber, DEFAULTS.ws.port),
       ping: v.optional(
         v.strictObject({
@@ -265,6 +306,7 @@ const ConfigSchema = v.strictObject({
           authFields: v.optional(fieldList("authFields", false), []),
         }),
       ),
+      jwt: v.optional(JwtSchema),
     }),
     {},
   ),

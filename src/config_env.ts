@@ -51,7 +51,8 @@ export function applyEnv(
   const origins = new Map<string, string>();
   const read = (name: keyof typeof ENV_VARIABLES, ...keys: string[]) => {
     const value = env(name);
-    if (value === undefined) return undefined;
+    // An empty value is an unset one (a compose file's `${HOST}` with HOST unset), never "listen on nothing".
+    if (value === undefined || value === "") return undefined;
     applied.push(name);
     for (const key of keys) origins.set(key, `${name}=${JSON.stringify(value)}`);
     return value;
@@ -70,7 +71,13 @@ export function applyEnv(
   const brokerUrl = read("SHOAL_BROKER_URL", "broker.url", "broker.nodes", "broker.kind");
   const upstashToken = read("SHOAL_UPSTASH_TOKEN", "broker.token");
   if (brokerUrl !== undefined || upstashToken !== undefined) {
-    config.broker = broker(object(config.broker), brokerUrl, upstashToken);
+    const before = object(config.broker).kind ?? "memory";
+    const next = broker(object(config.broker), brokerUrl, upstashToken);
+    config.broker = next;
+    // The URL chose the broker kind: whatever that kind then lacks is the variable's doing.
+    if (next.kind !== before) {
+      origins.set("broker", `SHOAL_BROKER_URL=${JSON.stringify(brokerUrl)} (makes broker.kind ${String(next.kind)})`);
+    }
   }
   const level = read("SHOAL_LOG_LEVEL", "log.level");
   const format = read("SHOAL_LOG_FORMAT", "log.format");

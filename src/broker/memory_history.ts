@@ -1,30 +1,32 @@
 import type { Clock } from "../core/clock.ts";
 import type { Appended, HistoryEntry, HistoryOptions, HistoryState } from "./broker.ts";
 
+/** Most histories that were read (a subscribe) but never appended to, kept at once. */
+export const MAX_UNUSED_HISTORIES = 100_000;
+
 /** A new epoch: unique per history created in this process (and across processes, with the random part). */
 export function newEpoch(now: number): string {
   const random = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
   return `${now.toString(36)}${random}`;
 }
 
-/** One subscription's history: the last `size` messages in a ring, its epoch and newest offset. */
+/**
+ * One subscription's history: the last `size` messages in a ring that grows as messages come (a history that is
+ * only read holds nothing but its epoch), its epoch and newest offset.
+ */
 class History {
   readonly epoch: string;
+  readonly size: number;
   top = 0;
   expiresAt = 0;
-  readonly #slots: (HistoryEntry | undefined)[];
+  readonly #slots: HistoryEntry[] = [];
   /** Idempotency keys of the stored messages: a key is forgotten with its message. */
   readonly #keys = new Map<string, number>();
-  readonly #keyOf: (string | undefined)[];
+  readonly #keyOf: (string | undefined)[] = [];
 
   constructor(epoch: string, size: number) {
     this.epoch = epoch;
-    this.#slots = new Array(size);
-    this.#keyOf = new Array(size);
-  }
-
-  get size(): number {
-    return this.#slots.length;
+    this.size = size;
   }
 
   /** Offset of the oldest message still stored (top + 1 when none is). */
@@ -38,7 +40,8 @@ class History {
 
   push(payload: string, key: string | undefined): number {
     const offset = ++this.top;
-    const slot = (offset - 1) % this.#slots.length;
+    // Until the ring is full, slot (offset - 1) % size is the next free one, as offsets start at 1.
+    const slot = (offset - 1) % this.size;
     const forgotten = this.#keyOf[slot];
     if (forgotten !== undefined) this.#keys.delete(forgotten);
     this.#slots[slot] = { offset, payload };
@@ -51,7 +54,7 @@ class History {
   since(since: number): HistoryEntry[] {
     const entries: HistoryEntry[] = [];
     for (let offset = Math.max(since + 1, this.oldest); offset <= this.top; offset++) {
-      entries.push(this.#slots[(offset - 1) % this.#slots.length]!);
+      entries.push(this.#slots[(offset - 1) % this.size]);
     }
     return entries;
   }
@@ -65,6 +68,8 @@ class History {
 export class MemoryHistories {
   readonly #clock: Clock;
   readonly #histories = new Map<string, History>();
+  /** Histories read but never appended to (each a subscribe gave an epoch), oldest first: bounded. */
+  readonly #unused = new Set<string>();
   #sweep: unknown;
 
   constructor(clock: Clock) {
@@ -83,6 +88,7 @@ export class MemoryHistories {
       if (offset !== undefined) return { offset, epoch: history.epoch, duplicate: true };
     }
     const offset = history.push(payload, key);
+    this.#unused.delete(channel);
     history.expiresAt = this.#clock.now() + options.ttl * 1000;
     return { offset, epoch: history.epoch, duplicate: false };
   }
@@ -94,6 +100,7 @@ export class MemoryHistories {
 
   close(): void {
     this.#histories.clear();
+    this.#unused.clear();
     this.#stopSweep();
   }
 
@@ -106,6 +113,15 @@ export class MemoryHistories {
       history = new History(newEpoch(now), options.size);
       history.expiresAt = now + options.ttl * 1000;
       this.#histories.set(channel, history);
+      this.#unused.delete(channel);
+      this.#unused.add(channel);
+      // Subscribes to ever new names must not grow the process: past the bound the oldest unused epoch goes (a
+      // client told "offset 0" of it then gets recovered: false, never a wrong replay).
+      if (this.#unused.size > MAX_UNUSED_HISTORIES) {
+        const [oldest] = this.#unused;
+        this.#unused.delete(oldest);
+        this.#histories.delete(oldest);
+      }
       this.#startSweep(options.ttl);
     }
     return history;
@@ -116,7 +132,11 @@ export class MemoryHistories {
     const every = Math.min(60, Math.max(1, ttl)) * 1000;
     const run = () => {
       const now = this.#clock.now();
-      for (const [channel, history] of this.#histories) if (history.expiresAt <= now) this.#histories.delete(channel);
+      for (const [channel, history] of this.#histories) {
+        if (history.expiresAt > now) continue;
+        this.#histories.delete(channel);
+        this.#unused.delete(channel);
+      }
       this.#sweep = this.#histories.size > 0 ? this.#clock.setTimeout(run, every) : undefined;
     };
     this.#sweep = this.#clock.setTimeout(run, every);

@@ -638,6 +638,12 @@ function redisUrl(redis: Settings, from: string, at: readonly string[], out: Dra
   }
   const username = typeof redis.username === "string" ? redis.username : "";
   const password = typeof redis.password === "string" ? redis.password : "";
+  for (const [key, value] of [["username", username], ["password", password]]) {
+    if (!value.isWellFormed()) {
+      out.error(`${from}.${key}: must be well-formed text (it holds a lone surrogate)`);
+      return undefined;
+    }
+  }
   if (username !== "" || password !== "") {
     userinfo = `${encodeURIComponent(username)}${password !== "" ? `:${encodeURIComponent(password)}` : ""}@`;
   }
@@ -929,7 +935,8 @@ class Draft {
   }
 
   print({ sourceName, typesFrom }: FromSocketsharkOptions): string {
-    const from = sourceName ? ` (${sourceName})` : "";
+    // The path is text of the user's file system: a line break in it must not end the comment (it is code after).
+    const from = sourceName ? ` (${oneLine(sourceName)})` : "";
     const lines = [
       `// Shoal config converted from SocketShark settings${from} by \`shoal config from-socketshark\`.`,
       "// Durations are in seconds, as in SocketShark; each value names the setting it came from. Read every NOTE,",

@@ -8,6 +8,7 @@ import process from "node:process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { applyEnv } from "../config_env.ts";
 import { type Config, ConfigError, parseConfig } from "../config.ts";
+import { JwtVerifier } from "../services/jwt_verifier.ts";
 
 export interface LoadedConfig {
   readonly config: Config;
@@ -24,6 +25,7 @@ export async function loadConfig(path: string, env: (name: string) => string | u
   const { input, applied, origins } = applyEnv(exported, env);
   const config = parseConfig(input, origins);
   checkFiles(config);
+  await checkJwtKey(config);
   return { config, fromEnv: applied };
 }
 
@@ -43,8 +45,9 @@ function exportedConfig(path: string, module: Record<string, unknown>): Record<s
   if (exported === undefined) {
     throw new ConfigError([`${path} has no default export: end it with \`export default { ... }\``]);
   }
-  if (exported === null || typeof exported !== "object" || Array.isArray(exported)) {
-    throw new ConfigError([`${path}: the default export must be an object (the config), not ${describe(exported)}`]);
+  const proto = exported !== null && typeof exported === "object" ? Object.getPrototypeOf(exported) : undefined;
+  if (proto !== Object.prototype && proto !== null) {
+    throw new ConfigError([`${path}: the default export must be a plain object (the config), not ${describe(exported)}`]);
   }
   return exported as Record<string, unknown>;
 }
@@ -53,6 +56,13 @@ function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
   if (typeof value === "function") return "a function (export the object it returns)";
+  if (typeof (value as { then?: unknown })?.then === "function") {
+    return "a Promise (use top-level await: `export default await makeConfig()`)";
+  }
+  if (typeof value === "object") {
+    const name = (Object.getPrototypeOf(value) as { constructor?: { name?: string } })?.constructor?.name;
+    return `${name ? `a ${name}` : "an object with a prototype"} (write the object literal itself)`;
+  }
   return `a ${typeof value}`;
 }
 
@@ -67,7 +77,12 @@ function importProblem(path: string, error: unknown): string {
     const more = build.others > 0 ? ` (and ${build.others} more)` : "";
     return `${shown(file)}:${line}:${column}: syntax error: ${build.message}${more}${lineText ? `\n      ${lineText.trim()}` : ""}`;
   }
-  const text = error instanceof Error ? error.message : String(error);
+  let text: string;
+  try {
+    text = error instanceof Error ? error.message : typeof error === "symbol" ? error.toString() : String(error);
+  } catch {
+    text = Object.prototype.toString.call(error); // a thrown object without a prototype
+  }
   const located = /^(?:SyntaxError: )?(.*?)\n[\s\S]*?\bat (file:\/\/\/.+?):(\d+):(\d+)\s*$/.exec(text);
   if (located) {
     const [, message, url, line, column] = located;
@@ -126,6 +141,17 @@ function unreadable(file: string): string | undefined {
     if (code === "ENOENT") return "no such file";
     if (code === "EACCES" || code === "EPERM") return "permission denied";
     return (error as Error).message;
+  }
+}
+
+/** A JWT public key must import for every configured algorithm: checked up front, so `--check` catches it. */
+async function checkJwtKey(config: Config): Promise<void> {
+  const jwt = config.authentication.jwt;
+  if (!jwt?.publicKey) return;
+  try {
+    await JwtVerifier.create(jwt);
+  } catch (error) {
+    throw new ConfigError([(error as Error).message]);
   }
 }
 

@@ -16,6 +16,16 @@ export interface HistoryReader {
   history(channel: string, history: HistoryOptions, since?: number): Promise<HistoryState>;
 }
 
+/** What a token check answers (extension E2): the auth fields and when they lapse, or why it was refused. */
+export type TokenCheck =
+  | { readonly ok: true; readonly fields: Readonly<Record<string, unknown>>; readonly expiresAt?: number }
+  | { readonly ok: false; readonly reason: string };
+
+/** JWT verification for `auth` with `method: "jwt"` (`JwtVerifier` in production). */
+export interface TokenVerifier {
+  verify(token: string): Promise<TokenCheck>;
+}
+
 /** What a subscription needs of the hub. */
 export interface Registry {
   /** Register; resolves once the broker delivers the channel (rejects, unregistered, if it cannot). */
@@ -40,4 +50,6 @@ export interface CoreContext {
   readonly hub: Registry;
   /** Where history subscriptions read their position and the messages to recover. */
   readonly history: HistoryReader;
+  /** Present when `authentication.jwt` is configured. */
+  readonly tokens?: TokenVerifier;
 }

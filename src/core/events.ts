@@ -6,7 +6,7 @@ import {
   type PublishedMessage,
   readOptions,
 } from "../protocol/broker_message.ts";
-import { Errors, EventError, HistoryErrors, LimitErrors } from "../protocol/errors.ts";
+import { Errors, EventError, HistoryErrors, JwtErrors, LimitErrors } from "../protocol/errors.ts";
 import { okFrame } from "../protocol/frames.ts";
 import { getLogger } from "@logtape/logtape";
 import { truthy } from "../protocol/pyvalues.ts";
@@ -42,6 +42,7 @@ export const SESSION_HANDLERS: SessionHandlers = {
 /** `auth` (docs/protocol.md §4): ticket validation; a failure keeps the previous identity. */
 async function auth(router: CoreContext, session: Session, fields: Fields): Promise<void> {
   const method = Object.hasOwn(fields, "method") ? fields.method : "ticket";
+  if (method === "jwt" && router.tokens) return await jwtAuth(router, session, fields);
   const ticketConfig = router.config.authentication.ticket;
   if (method !== "ticket" || !ticketConfig) throw new EventError(Errors.authUnsupported);
   if (!truthy(fields.ticket)) throw new EventError(Errors.needsTicket);
@@ -61,6 +62,26 @@ async function auth(router: CoreContext, session: Session, fields: Fields): Prom
     info[f] = answer.body[f];
   }
   session.authInfo = info;
+  session.expireAuthAt(undefined); // a ticket identity does not lapse
+  session.send(okFrame("auth"));
+}
+
+/**
+ * `auth` with `method: "jwt"` (extension E2, docs/protocol.md §17): the auth fields come from the verified claims;
+ * the identity lapses at the token's `exp` (plus the leeway) unless a newer token is accepted first.
+ */
+async function jwtAuth(router: CoreContext, session: Session, fields: Fields): Promise<void> {
+  const token = fields.token;
+  if (!truthy(token)) throw new EventError(JwtErrors.needsToken);
+  const check = typeof token === "string" ? await router.tokens!.verify(token) : { ok: false as const, reason: "malformed" };
+  if (!check.ok) {
+    router.observer.jwtFailure?.(check.reason);
+    log.info("jwt refused", { session: session.id, reason: check.reason });
+    // A key set that cannot be fetched is an unavailable dependency, as an unreachable ticket service is.
+    throw new EventError(check.reason === "jwks_unavailable" ? Errors.serviceUnavailable : Errors.authFailed);
+  }
+  session.authInfo = check.fields;
+  session.expireAuthAt(check.expiresAt);
   session.send(okFrame("auth"));
 }
 
@@ -174,9 +195,9 @@ function recovery(name: string, state: HistoryState, recover: HistoryPosition | 
   const replay: PublishedMessage[] = [];
   for (const entry of state.entries) {
     const parsed = parseStoredMessage(entry.payload, { offset: entry.offset, epoch: state.epoch });
-    // A stored message that does not parse is skipped, as it would have been live.
-    if (parsed.ok) replay.push(parsed.message);
-    else log.warn("stored message ignored", { subscription: name, offset: entry.offset, reason: parsed.reason });
+    // A stored message that does not parse, or names another subscription, is not this one's: skipped, as live.
+    if (parsed.ok && parsed.message.subscription === name) replay.push(parsed.message);
+    else log.warn("stored message ignored", { subscription: name, offset: entry.offset, reason: parsed.ok ? "another subscription" : parsed.reason });
   }
   return { top, recovered: true, replay };
 }

@@ -20,7 +20,7 @@ export interface HubMember {
   readonly name: string;
   readonly extraKey: string;
   readonly extra: Readonly<Record<string, unknown>>;
-  readonly service: { readonly filterFields: readonly string[] };
+  readonly service: { readonly filterFields: readonly string[]; readonly history?: unknown };
   /** The native fan-out topic this member joined (set by the hub), if any. */
   topic: string | undefined;
   /** Join a native topic through the member's connection; false where there are none (or it is closing). */
@@ -37,6 +37,8 @@ export interface HubMember {
    * native fan-out, could not see: it ends itself with "Insufficient state." (extension E1).
    */
   insufficientState(why: string): void;
+  /** A history offset of this member's channel whose message is not delivered here: move past it. */
+  skip(position: HistoryPosition): void;
 }
 
 /** Active subscriptions of one channel with equal extra fields, joined to one native topic. */
@@ -155,17 +157,29 @@ export class Hub {
     if (!members) return;
     this.#observer.received?.();
     const parsed = parsePublishedPayload(message.payload);
+    // History positions count only on a history service's channel (a hand-made envelope elsewhere is plain).
+    const history = members.values().next().value?.service.history !== undefined;
+    const position = parsed.ok ? parsed.message.position : parsed.position;
+    if (position && !history) {
+      // SocketShark would drop it too: an envelope has no `subscription` key of its own.
+      log.warn("history envelope on a channel without history; dropped", { channel: message.channel, payload: clip(message.payload) });
+      return;
+    }
+    if (position) {
+      if (!this.#inSequence(message.channel, position, members)) return; // a second copy
+      // An offset whose message is not for this channel's subscription (unusable, or naming another one) is
+      // still an offset of the channel: its members move past it rather than see a hole at the next one.
+      if (!parsed.ok || parsed.message.subscription !== message.channel) {
+        for (const member of [...members]) member.skip(position);
+      }
+    }
     if (!parsed.ok) {
       log.warn("invalid service event", { channel: message.channel, reason: parsed.reason, payload: clip(message.payload) });
       return;
     }
     for (const warning of parsed.warnings) log.warn(warning, { channel: message.channel, payload: clip(message.payload) });
     let published = parsed.message;
-    if (published.position) {
-      // A position belongs to the channel's own history: a message naming another subscription is plain.
-      if (published.subscription !== message.channel) published = { ...published, position: undefined };
-      else if (!this.#inSequence(message.channel, published.position, members)) return;
-    }
+    if (published.position && published.subscription !== message.channel) published = { ...published, position: undefined };
     const frame = this.#frames(published, message);
     if (this.#uniform(published, message.channel, members)) {
       let delivered = 0;

@@ -47,4 +47,6 @@ export interface Observer {
   historyGap?(): void;
   /** A message appended to a history (`POST /publish`): how long the append took. */
   historyAppend?(seconds: number): void;
+  /** A JWT refused (extension E2), by a fixed reason (`JWT_FAILURE_REASONS`). */
+  jwtFailure?(reason: string): void;
 }

@@ -8,7 +8,7 @@ import { Activity } from "./activity.ts";
 import { type Clock, raceTimeout, systemClock } from "./clock.ts";
 import { Hub } from "./hub.ts";
 import type { Observer } from "./observer.ts";
-import type { CoreContext } from "./context.ts";
+import type { CoreContext, TokenVerifier } from "./context.ts";
 import { SESSION_HANDLERS } from "./events.ts";
 import { Session } from "./session.ts";
 import type { Transport } from "./transport.ts";
@@ -27,6 +27,8 @@ export interface RouterOptions {
   readonly fetch?: typeof fetch;
   readonly clock?: Clock;
   readonly observer?: Observer;
+  /** Verifies JWTs when `authentication.jwt` is configured (built by the caller: key import is asynchronous). */
+  readonly tokens?: TokenVerifier;
   /** The broker gave up (`onConnectionLoss: "shutdown"`): the caller shuts the server down. */
   readonly onFatal?: (reason: string) => void;
 }
@@ -43,6 +45,7 @@ export class Router implements CoreContext {
   readonly hub: Hub;
   readonly broker: Broker;
   readonly history: Broker;
+  readonly tokens: TokenVerifier | undefined;
   readonly activity = new Activity();
   readonly #sessions = new Set<Session>();
   readonly #shutdown = new AbortController();
@@ -58,6 +61,7 @@ export class Router implements CoreContext {
     this.observer = options.observer ?? {};
     this.broker = options.broker;
     this.history = options.broker;
+    this.tokens = options.tokens;
     this.#onFatal = options.onFatal;
     this.services = options.services ?? new ServiceClient({
       ...options.config.http,

@@ -2,7 +2,7 @@ import { getLogger, withContext } from "@logtape/logtape";
 import { debugEnabled, REDACTED } from "../log.ts";
 import { type Close, Closes } from "../protocol/close_codes.ts";
 import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
-import { Errors, EventError, LimitErrors } from "../protocol/errors.ts";
+import { Errors, EventError, JwtErrors, LimitErrors } from "../protocol/errors.ts";
 import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame, revokedFrame } from "../protocol/frames.ts";
 import { parsedWeight } from "../protocol/json.ts";
 import type { CoreContext } from "./context.ts";
@@ -21,6 +21,9 @@ type Task =
   | { readonly kind: "internal"; run(): Promise<void> };
 
 const INVALID_EVENT_TEXT = JSON.stringify(INVALID_EVENT_FRAME);
+
+/** The longest delay a timer holds (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * One WebSocket connection. Events run one at a time in arrival order (SocketShark's contract), except `ping`,
@@ -62,6 +65,8 @@ export class Session implements SubscriptionOwner {
   readonly #bucket: TokenBucket | undefined;
   /** Aborted when the connection goes: cancels the callbacks of its events (not its teardown's own). */
   readonly #gone = new AbortController();
+  /** When a JWT identity lapses (extension E2): the timer that clears it. */
+  #authExpiry: unknown;
   #running = false;
   #current: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -179,6 +184,33 @@ export class Session implements SubscriptionOwner {
     });
   }
 
+  /**
+   * The identity just stored lapses at `at` (epoch ms; a JWT's `exp`), or never (undefined): a newer identity
+   * replaces the timer. When it fires, the auth fields are cleared and every subscription of a service that
+   * requires authentication is revoked with "Token expired." (decision 3), in turn with the client's events.
+   */
+  expireAuthAt(at: number | undefined): void {
+    if (this.#authExpiry !== undefined) this.#router.clock.clearTimeout(this.#authExpiry);
+    this.#authExpiry = undefined;
+    if (at === undefined || this.#closing) return;
+    const wait = at - this.#router.clock.now();
+    // Timers hold at most 2^31 - 1 ms (about 24.8 days); a later expiry waits in steps.
+    this.#authExpiry = this.#router.clock.setTimeout(() => {
+      this.#authExpiry = undefined;
+      if (at > this.#router.clock.now()) return this.expireAuthAt(at);
+      this.#enqueue({ kind: "internal", run: () => Promise.resolve(this.#authExpired()) });
+    }, Math.min(Math.max(0, wait), MAX_TIMER_MS));
+  }
+
+  #authExpired(): void {
+    log.info("token expired", { session: this.id });
+    for (const subscription of [...this.subscriptions.values()]) {
+      if (subscription.service.requireAuthentication) this.revoke(subscription, JwtErrors.tokenExpired);
+    }
+    // After the revocations, whose unsubscribe callbacks still name the user who was subscribed.
+    this.#enqueue({ kind: "internal", run: () => Promise.resolve(void (this.authInfo = NO_FIELDS)) });
+  }
+
   /** Close the connection from the server side and tear the session down. */
   close(close: Close = Closes.normal): Promise<void> {
     if (!this.#closing) this.#transport.close(close.code, close.reason);
@@ -199,6 +231,7 @@ export class Session implements SubscriptionOwner {
 
   async #teardown(): Promise<void> {
     this.#queue.length = 0;
+    this.expireAuthAt(undefined);
     this.#queuedBytes = 0;
     // Out of the hub at once: a departed client receives and serializes nothing more, even while the event that
     // was running (its callbacks now aborted) winds down and the unsubscribe callbacks below take their time.

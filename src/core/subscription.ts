@@ -1,6 +1,6 @@
 import { getLogger } from "@logtape/logtape";
 import type { ServiceConfig } from "../config.ts";
-import type { HistoryPosition, PublishedMessage } from "../protocol/broker_message.ts";
+import { type HistoryPosition, type PublishedMessage, skippedOffset } from "../protocol/broker_message.ts";
 import { Errors, HistoryErrors } from "../protocol/errors.ts";
 import { messageFrame } from "../protocol/frames.ts";
 import { pyEquals } from "../protocol/pyvalues.ts";
@@ -163,7 +163,7 @@ export class Subscription implements HubMember {
   /** A published message routed to this subscription. */
   receive(message: PublishedMessage, frame: FrameSource): void {
     if (this.#state === "closed" || this.#lost) return;
-    if (this.#state === "active" && this.#position && message.position && !this.#advance(message.position)) return;
+    if (this.#state === "active" && this.#position && message.position && !this.#live(message.position)) return;
     if (this.#state === "pending") {
       const buffer = this.#buffer ??= [];
       if (buffer.length >= MAX_SETUP_BUFFER) {
@@ -185,9 +185,31 @@ export class Subscription implements HubMember {
       this.receive(message, frame);
       return false;
     }
-    if (this.#position && message.position && !this.#advance(message.position)) return false;
+    if (this.#position && message.position && !this.#live(message.position)) return false;
     this.session.sendText(frame(this));
     return true;
+  }
+
+  /** A history offset whose message is not delivered here: the position moves past it (or finds a hole). */
+  skip(position: HistoryPosition): void {
+    if (this.#state === "closed" || this.#lost || !this.service.history) return;
+    if (this.#state === "pending") {
+      (this.#buffer ??= []).push(skippedOffset(this.name, position));
+      return;
+    }
+    if (this.#position) this.#live(position);
+  }
+
+  /**
+   * A live message's position: served by the native fan-out, the hub has already checked its channel's sequence
+   * (it sees every message there), so the position just follows; otherwise this subscription checks it.
+   */
+  #live(position: HistoryPosition): boolean {
+    if (this.topic !== undefined) {
+      this.#position = position;
+      return true;
+    }
+    return this.#advance(position);
   }
 
   /**
@@ -254,7 +276,7 @@ export class Subscription implements HubMember {
         if (this.#lost) break; // a hole ended the subscription
         continue;
       }
-      this.#deliverStored(message);
+      if (!message.skip) this.#deliverStored(message);
     }
     this.#activating = false;
     if (this.#lost) return;

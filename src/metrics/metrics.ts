@@ -1,3 +1,4 @@
+import { JWT_FAILURE_REASONS } from "../services/jwt_verifier.ts";
 import { getLogger } from "@logtape/logtape";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Config } from "../config.ts";
@@ -91,6 +92,13 @@ export class PrometheusMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers,
     });
+    const jwtFailures = new Counter({
+      name: `${p}jwt_failures_total`,
+      help: "JWTs refused at auth (extension E2), by reason",
+      labelNames: ["reason"],
+      registers,
+    });
+    for (const reason of JWT_FAILURE_REASONS) jwtFailures.labels(reason).inc(0);
     // Label sets known up front are exported at 0, so rates and alerts work before the first occurrence.
     recoveries.labels("recovered").inc(0);
     recoveries.labels("not_recovered").inc(0);
@@ -118,6 +126,7 @@ export class PrometheusMetrics {
       },
       historyGap: () => gaps.inc(),
       historyAppend: (seconds) => appends.observe(seconds),
+      jwtFailure: (reason) => jwtFailures.labels(reason).inc(),
     };
   }
 

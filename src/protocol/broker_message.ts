@@ -31,11 +31,14 @@ export interface PublishedMessage {
   readonly fields: Readonly<Record<string, unknown>>;
   /** Set when the message was appended to a history: it came in a history envelope, or from the store. */
   readonly position?: HistoryPosition;
+  /** A history offset that delivers nothing here (its message could not be used): it only moves the position. */
+  readonly skip?: true;
 }
 
 export type ParseResult =
   | { readonly ok: true; readonly message: PublishedMessage; readonly warnings: readonly string[] }
-  | { readonly ok: false; readonly reason: string };
+  /** `position`: the refused message came in a history envelope, whose offset it still takes. */
+  | { readonly ok: false; readonly reason: string; readonly position?: HistoryPosition };
 
 const Shape = v.looseObject({ subscription: v.string(), data: v.unknown() });
 const NO_OPTIONS: MessageOptions = { orderKey: "null", throttleKey: "null" };
@@ -74,11 +77,32 @@ export const TOO_DEEP = `JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
  */
 export function parsePublishedPayload(payload: string): ParseResult {
   const json = parseJson(payload);
-  if (!json.ok) return { ok: false, reason: json.reason === "too deep" ? TOO_DEEP : "invalid JSON" };
+  if (!json.ok) {
+    // An envelope whose message is unusable (too deep once wrapped, not JSON) still took its offset.
+    return { ok: false, reason: json.reason === "too deep" ? TOO_DEEP : "invalid JSON", position: envelopePrefix(payload) };
+  }
   const position = envelopePosition(json.value);
   if (!position) return parsePublishedMessage(json.value);
   const parsed = parsePublishedMessage((json.value as { message: unknown }).message);
-  return parsed.ok ? { ...parsed, message: { ...parsed.message, position } } : parsed;
+  return parsed.ok ? { ...parsed, message: { ...parsed.message, position } } : { ...parsed, position };
+}
+
+/** The text every append publishes starts with (`historyEnvelope`): read without parsing the rest. */
+const ENVELOPE_PREFIX = /^\{"offset":([1-9][0-9]{0,14}),"epoch":("(?:[^"\\]|\\.)*"),"message":/;
+
+function envelopePrefix(payload: string): HistoryPosition | undefined {
+  const match = ENVELOPE_PREFIX.exec(payload.slice(0, 1024));
+  if (!match) return undefined;
+  try {
+    return { offset: Number(match[1]), epoch: JSON.parse(match[2]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A stand-in for an offset whose message is not delivered here: it only moves a subscription's position. */
+export function skippedOffset(subscription: string, position: HistoryPosition): PublishedMessage {
+  return { subscription, data: null, options: NO_OPTIONS, fields: {}, position, skip: true };
 }
 
 /** A stored history entry (the message as published, and its offset) as a message with its position. */

@@ -24,6 +24,13 @@ export const LimitErrors = {
   extraFieldsTooLarge: "Extra fields too large.",
 } as const;
 
+/** Shoal's own error strings for JWT authentication (extension E2). */
+export const JwtErrors = {
+  needsToken: "Must specify token.",
+  /** The revocation notice when a session's token lapsed with no newer one accepted. */
+  tokenExpired: "Token expired.",
+} as const;
+
 /** Shoal's own error strings for history and recovery (extension E1). */
 export const HistoryErrors = {
   /** A `recover` that is not `{offset: integer ≥ 0, epoch: string}`. */

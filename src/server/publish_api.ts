@@ -6,7 +6,7 @@ import type { HistoryOptions } from "../broker/broker.ts";
 import type { Config } from "../config.ts";
 import type { Router } from "../core/router.ts";
 import { parsePublishedMessage, TOO_DEEP } from "../protocol/broker_message.ts";
-import { parseJson } from "../protocol/json.ts";
+import { jsonDepthExceeds, MAX_JSON_DEPTH, parseJson } from "../protocol/json.ts";
 
 const log = getLogger(["shoal", "server"]);
 
@@ -43,7 +43,7 @@ export function addPublishRoute(app: Hono, router: Router): void {
         const problems: string[] = [];
         messages.forEach((message, i) => {
           const parsed = parsePublishedMessage(message);
-          const problem = parsed.ok ? idempotencyProblem(message as Record<string, unknown>) : parsed.reason;
+          const problem = parsed.ok ? messageProblem(router.config, message as Record<string, unknown>, Array.isArray(body)) : parsed.reason;
           if (problem) problems.push(Array.isArray(body) ? `[${i}]: ${problem}` : problem);
         });
         if (problems.length > 0) return c.json({ status: "error", error: "Invalid message.", problems }, 400);
@@ -95,11 +95,22 @@ function historyOf(config: Config, subscription: string): HistoryOptions | undef
 /** Longest `idempotency_key`, in UTF-16 code units. */
 const MAX_IDEMPOTENCY_KEY = 256;
 
-/** `idempotency_key`, when present, is a non-empty string (used for history services, extension E1). */
-function idempotencyProblem(message: Record<string, unknown>): string | undefined {
+/**
+ * What a parsed message may still not be: a subscription name no client could subscribe to (a lone surrogate would
+ * share a channel with U+FFFD), a history message nested so deep that its envelope could not be delivered, or a
+ * bad `idempotency_key`.
+ */
+function messageProblem(config: Config, message: Record<string, unknown>, inArray: boolean): string | undefined {
+  const subscription = message.subscription as string;
+  if (!subscription.isWellFormed()) return "subscription must be well-formed text (no lone surrogates)";
+  if (!historyOf(config, subscription)) return undefined;
+  // Live, a history message travels inside an envelope one level deeper (an array body already added one).
+  if (!inArray && jsonDepthExceeds(JSON.stringify(message), MAX_JSON_DEPTH - 1)) {
+    return `a history message must not be nested deeper than ${MAX_JSON_DEPTH - 1} levels`;
+  }
   if (!Object.hasOwn(message, "idempotency_key")) return undefined;
   const key = message.idempotency_key;
-  if (typeof key === "string" && key.length > 0 && key.length <= MAX_IDEMPOTENCY_KEY && key.isWellFormed()) {
+  if (typeof key === "string" && key.length > 0 && [...key].length <= MAX_IDEMPOTENCY_KEY && key.isWellFormed()) {
     return undefined;
   }
   return `idempotency_key must be a string of 1 to ${MAX_IDEMPOTENCY_KEY} characters`;

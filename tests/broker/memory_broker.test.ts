@@ -48,3 +48,20 @@ test("MemoryBroker: after close it is not ready, holds no channel and refuses su
   await assert.rejects(broker.subscribe("a"), /closed/);
   await assert.rejects(broker.publish("a", "x"), /closed/);
 });
+
+test("MemoryBroker histories: a read creates no ring; unused epochs are bounded, the oldest going first", async () => {
+  const { MAX_UNUSED_HISTORIES, MemoryHistories } = await import("../../src/broker/memory_history.ts");
+  const { systemClock } = await import("../../src/core/clock.ts");
+  const histories = new MemoryHistories(systemClock);
+  const options = { size: 1_000_000, ttl: 600 };
+  const first = histories.read("h.0", options).epoch;
+  assert.equal(histories.read("h.0", options).epoch, first, "the same epoch while it lives");
+  for (let i = 1; i <= MAX_UNUSED_HISTORIES; i++) histories.read(`h.${i}`, options);
+  assert.equal(histories.count, MAX_UNUSED_HISTORIES);
+  assert.notEqual(histories.read("h.0", options).epoch, first, "the oldest unused one was forgotten");
+  // One that was appended to is kept whatever the reads.
+  histories.append("kept", "{}", options);
+  for (let i = 0; i < 10; i++) histories.read(`more.${i}`, options);
+  assert.equal(histories.read("kept", options).top, 1);
+  histories.close();
+});

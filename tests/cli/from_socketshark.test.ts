@@ -474,6 +474,21 @@ test("from-socketshark: strings with quotes, line breaks and U+2028 survive as v
   warning(result, "LOG.format:");
 });
 
+test("from-socketshark: a settings path with a line break cannot break out of the module's first comment", async () => {
+  const sourceName = '/tmp/x/a\nglobalThis.injected = true;//x.json';
+  const { source } = fromSocketshark({}, { sourceName });
+  assert.equal(source.split("\n")[0].startsWith("// Shoal config converted"), true);
+  assert.equal(source.split("\n").some((line) => line.startsWith("globalThis")), false);
+  await load(source);
+  assert.equal((globalThis as { injected?: boolean }).injected, undefined);
+});
+
+test("from-socketshark: a REDIS password or username with a lone surrogate is an error naming it, not a crash", () => {
+  assert.deepEqual(problems({ REDIS: { host: "localhost", port: 6379, password: "a\ud800b" } }), [
+    "REDIS.password: must be well-formed text (it holds a lone surrogate)",
+  ]);
+});
+
 // ---------------------------------------------------------------- errors
 
 test("from-socketshark: wrong types are errors naming each SocketShark key", () => {

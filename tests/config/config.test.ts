@@ -183,7 +183,7 @@ test("parseConfig: history is { size: integer ≥ 1, ttl: seconds > 0 } (extensi
   const config = parseConfig({ services: { h: { history: { size: 100, ttl: 300 } } } });
   assert.deepEqual(config.services.h.history, { size: 100, ttl: 300 });
   assert.equal(parseConfig({ services: { p: {} } }).services.p.history, undefined);
-  for (const history of [{ size: 0, ttl: 1 }, { size: 1.5, ttl: 1 }, { size: 10, ttl: 0 }, { size: 10 }, { ttl: 5 }, { size: 10, ttl: 5, x: 1 }]) {
+  for (const history of [{ size: 0, ttl: 1 }, { size: 1.5, ttl: 1 }, { size: 10, ttl: 0 }, { size: 10 }, { ttl: 5 }, { size: 10, ttl: 5, x: 1 }, { size: 5e9, ttl: 1 }, { size: 10, ttl: 1e300 }]) {
     assert.ok(problems({ services: { h: { history } } }).some((p) => p.startsWith("services.h.history")), JSON.stringify(history));
   }
 });

@@ -46,7 +46,7 @@ test("env: SHOAL_BROKER_URL sets the URL of the configured broker, or picks redi
 });
 
 test("env: a bad port names the variable; a bad value for a validated key is reported by parseConfig", () => {
-  for (const bad of ["", "abc", "70000", "1.5", "-1"]) {
+  for (const bad of ["abc", "70000", "1.5", "-1", "0x50", " 80 ", "1e3", "0b101"]) {
     assert.throws(() => applyEnv({}, env({ SHOAL_PORT: bad })), (e: unknown) => {
       assert.ok(e instanceof ConfigError);
       assert.match(e.problems[0], /^SHOAL_PORT \(sets ws.port\): not a port/);
@@ -54,6 +54,12 @@ test("env: a bad port names the variable; a bad value for a validated key is rep
     });
   }
   assert.throws(() => applyEnv({}, env({ SHOAL_METRICS_PORT: "x" })), /SHOAL_METRICS_PORT \(sets metrics.prometheus.port\): not a port/);
+  // An empty value is an unset one (a compose file's `${VAR}` with VAR unset): the config's own value stays.
+  assert.deepEqual(applyEnv({ ws: { host: "127.0.0.1" } }, env({ SHOAL_HOST: "", SHOAL_PORT: "" })), {
+    input: { ws: { host: "127.0.0.1" } },
+    applied: [],
+    origins: new Map(),
+  });
   const { input } = applyEnv({}, env({ SHOAL_LOG_LEVEL: "loud" }));
   assert.throws(() => parseConfig(input), (e: unknown) => e instanceof ConfigError && /^log\.level: /.test(e.problems[0]));
 });

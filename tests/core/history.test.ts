@@ -160,3 +160,47 @@ test("history: a hole in the live stream ends the subscription with Insufficient
   const [again] = await c.call({ event: "subscribe", subscription: "slow.a", recover: { offset: 1, epoch: ok.epoch } });
   assert.equal(again.recovered, false);
 });
+
+test("history (fan-out): a message that needs per-session checks after fanned-out ones does not end anyone", async () => {
+  const h = await new Harness(config, { fanout: true }).start();
+  const c = h.connect();
+  const [ok] = await c.call({ event: "subscribe", subscription: "h.a", room: "r1" });
+  await append(h, "h.a", 1); // the first live message: the subscription catches up and joins the native topic
+  await append(h, "h.a", 2); // fanned out natively
+  await append(h, "h.a", 3, { room: "r1" }); // a filter field: delivered per session, past the topic
+  await append(h, "h.a", 4, { options: { order: 4 } }); // an order: per session too
+  assert.deepEqual(c.take().map((f) => [f.event, f.data ?? f.error, f.offset]), [
+    ["message", 1, 1],
+    ["message", 2, 2],
+    ["message", 3, 3],
+    ["message", 4, 4],
+  ]);
+  assert.equal(h.fanout!.published.length, 1, "message 2 went through the native topic");
+  assert.equal(ok.offset, 0);
+});
+
+test("history: an offset whose message is unusable or names another subscription is skipped, not a hole", async () => {
+  const h = await new Harness(config).start();
+  h.services.on(BEFORE, { status: "ok" }).on(ON_UNSUB, { status: "ok" });
+  const c = h.connect();
+  const [ok] = await c.call({ event: "subscribe", subscription: "slow.a" });
+  const envelope = (offset: number, message: unknown) => JSON.stringify({ offset, epoch: ok.epoch, message });
+  await h.publish(envelope(1, { subscription: "slow.a", data: 1 }), "slow.a");
+  await h.publish(envelope(2, { subscription: "slow.other", data: "elsewhere" }), "slow.a");
+  await h.publish(envelope(3, { no: "subscription" }), "slow.a");
+  await h.publish(`{"offset":4,"epoch":${JSON.stringify(ok.epoch)},"message":${"[".repeat(200)}${"]".repeat(200)}}`, "slow.a");
+  await h.publish(envelope(5, { subscription: "slow.a", data: 5 }), "slow.a");
+  assert.deepEqual(c.take().map((f) => [f.event, f.data ?? f.error, f.offset]), [["message", 1, 1], ["message", 5, 5]]);
+  assert.deepEqual(h.services.bodies(ON_UNSUB), []);
+});
+
+test("history: an envelope on a service without history is a plain message: no offset or epoch keys", async () => {
+  const h = await new Harness(config).start();
+  const c = h.connect();
+  await c.call({ event: "subscribe", subscription: "plain.a" });
+  await h.publish(JSON.stringify({ offset: 7, epoch: "x", message: { subscription: "plain.a", data: 1 } }), "plain.a");
+  assert.deepEqual(c.take(), [], "not a message SocketShark would deliver: it has no subscription key");
+  await h.publish({ subscription: "plain.a", data: 2, offset: 9 });
+  const [frame] = c.take();
+  assert.equal("epoch" in frame || "offset" in frame, false);
+});

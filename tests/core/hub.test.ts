@@ -39,6 +39,7 @@ class FakeMember implements HubMember {
   insufficientState(why: string): void {
     this.gaps.push(why);
   }
+  skip(): void {}
   receive(message: PublishedMessage, frame: FrameSource): void {
     this.received.push(`${message.data}:${frame(this)}`);
   }

@@ -84,6 +84,9 @@ test("cli: a default export that is not an object is an error, not a start on de
     ["export default [{ ws: {} }];\n", /not an array/],
     ["export default 9000;\n", /not a number/],
     ["export default null;\n", /not null/],
+    ["export default Promise.resolve({});\n", /not a Promise \(use top-level await/],
+    ["export default new Map([['ws', {}]]);\n", /not a Map \(write the object literal itself\)/],
+    ["class Settings { get ws() { return { port: 1 }; } }\nexport default new Settings();\n", /not a Settings/],
     ["export const other = {};\n", /has no default export/],
   ] as const) {
     withConfig(source, (path) => {
@@ -193,4 +196,36 @@ test("cli: shoal config from-socketshark converts SocketShark's example settings
   const missing = shoal("config", "from-socketshark", "/nonexistent/settings.json");
   assert.equal(missing.code, 1);
   assert.doesNotMatch(missing.stderr, /\n\s+at /);
+});
+
+test("cli: a config module that throws a Symbol or an object without a prototype gets one line, no stack", () => {
+  for (const thrown of ['Symbol("nope")', "Object.create(null)"]) {
+    withConfig(`throw ${thrown};\nexport default {};\n`, (path) => {
+      const r = shoal("--check", "-c", path);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stderr, /^shoal: cannot load config:\n  - /);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    });
+  }
+  withConfig(`export default { get ws() { throw Object.create(null); } };\n`, (path) => {
+    const r = shoal("--check", "-c", path);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /^shoal: cannot load config/);
+  });
+});
+
+test("cli: an empty SHOAL_HOST or SHOAL_PORT is unset (the config's own value stays); ws.host may not be empty", () => {
+  withConfig(`export default { ws: { host: "127.0.0.1", port: 9101 } };\n`, (path) => {
+    const r = shoalEnv({ SHOAL_HOST: "", SHOAL_PORT: "" }, "--check", "-c", path);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /listen\s+ws:\/\/127\.0\.0\.1:9101/);
+  });
+  withConfig(`export default { ws: { host: "" } };\n`, (path) => {
+    const r = shoal("--check", "-c", path);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /ws\.host: ws\.host must not be empty/);
+  });
+  const hex = shoal("--check", "-c", "config.example.ts", "--port", "0x50");
+  assert.equal(hex.code, 1);
+  assert.match(hex.stderr, /--port: not a port/);
 });

@@ -260,3 +260,28 @@ test("history: a SocketShark client on a service without history sees exactly So
   const frame = await client.next();
   assert.deepEqual(Object.keys(frame).sort(), ["data", "event", "queue_size", "received_at", "sent_at", "subscription"]);
 });
+
+test("history: the publish API refuses what a history could not deliver; the script takes an empty idempotency key as none", async () => {
+  await using redis = await RedisServer.start();
+  const url = `redis://127.0.0.1:${redis.port}/0`;
+  await using shoal = await ShoalProcess.start({ services: services(), publish: { token: TOKEN }, broker: redisBroker(url) });
+  let deep: unknown = 1;
+  for (let i = 0; i < 127; i++) deep = [deep]; // with the message object: 128 levels, 129 in the envelope
+  const tooDeep = await publish(shoal, { subscription: "h.a", data: deep }, { token: TOKEN });
+  assert.equal(tooDeep.status, 400);
+  assert.deepEqual((tooDeep.body as { problems?: unknown }).problems, ["a history message must not be nested deeper than 127 levels"]);
+  const plainDeep = await publish(shoal, { subscription: "plain.a", data: deep }, { token: TOKEN });
+  assert.equal(plainDeep.status, 200, "a service without history keeps SocketShark's 128");
+  const lone = await publish(shoal, '{"subscription":"h.\\ud800","data":1}', { token: TOKEN });
+  assert.equal(lone.status, 400);
+  assert.deepEqual((lone.body as { problems?: unknown }).problems, ["subscription must be well-formed text (no lone surrogates)"]);
+
+  const keys = historyKeys("h.b");
+  const script = join(REPO_ROOT, "scripts", "shoal_history_publish.lua");
+  const answers: string[] = [];
+  for (let i = 1; i <= 3; i++) {
+    const message = JSON.stringify({ subscription: "h.b", data: i });
+    answers.push(await redis.cli("--eval", script, keys.stream, keys.meta, keys.idempotency, ",", "h.b", message, "100", "60000", "PUBLISH", ""));
+  }
+  assert.deepEqual(answers.map((a) => a.split("\n")[0]), ["1", "2", "3"], "no key: three appends");
+});

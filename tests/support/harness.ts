@@ -1,6 +1,7 @@
 import process from "node:process";
 import { MemoryBroker } from "../../src/broker/memory_broker.ts";
 import { type ConfigInput, parseConfig } from "../../src/config.ts";
+import type { TokenVerifier } from "../../src/core/context.ts";
 import type { Observer } from "../../src/core/observer.ts";
 import { Router } from "../../src/core/router.ts";
 import type { Session } from "../../src/core/session.ts";
@@ -19,6 +20,7 @@ export class Harness {
   readonly slots = new FetchSlots(FETCH_BUDGET.callbacks);
   readonly events: { name: string; success: boolean }[] = [];
   readonly filtered: string[] = [];
+  readonly jwtFailures: string[] = [];
   delivered = 0;
   readonly router: Router;
   /** Set with `fanout: true`: the hub fans out through it and every new connection can join topics. */
@@ -26,7 +28,12 @@ export class Harness {
 
   constructor(
     config: ConfigInput,
-    options: { http?: Partial<{ tries: number; wait: number; timeout: number }>; fanout?: boolean } = {},
+    options: {
+      http?: Partial<{ tries: number; wait: number; timeout: number }>;
+      fanout?: boolean;
+      /** Verifies `auth` with `method: "jwt"` (a `JwtVerifier` on this harness's clock). */
+      tokens?: TokenVerifier;
+    } = {},
   ) {
     const parsed = parseConfig(config);
     const http = { ...parsed.http, tries: 1, wait: 0, timeout: 5, ...options.http };
@@ -34,6 +41,7 @@ export class Harness {
       event: (name, success) => this.events.push({ name, success }),
       filtered: (reason) => this.filtered.push(reason),
       delivered: (count) => this.delivered += count,
+      jwtFailure: (reason) => this.jwtFailures.push(reason),
     };
     this.router = new Router({
       config: { ...parsed, http },
@@ -41,6 +49,7 @@ export class Harness {
       clock: this.clock,
       observer,
       services: new ServiceClient({ ...http, fetch: this.services.fetch, clock: this.clock, slots: this.slots }),
+      tokens: options.tokens,
     });
     // SHOAL_TEST_FANOUT=1 runs every harness test on the fan-out path (tests/run.mjs does, in a suite of its own).
     const fanout = options.fanout ?? process.env.SHOAL_TEST_FANOUT === "1";
