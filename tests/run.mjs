@@ -5,7 +5,8 @@
 //
 //   node tests/run.mjs              all suites
 //   node tests/run.mjs unit e2e-bun the named suites only (typecheck, unit-deno, unit-bun, e2e-deno, e2e-bun, e2e-binary,
-//                                   bench-quick)
+//                                   browser, bench-quick)
+// browser drives the system Chromium (installed from the system packages when missing) with playwright-core.
 // bench-quick runs the benchmark suite small and short (bench/run.ts --quick) so the harness cannot rot: each
 // scenario × server run counts as a test that passes when it completed; no timing is judged.
 import { spawnSync } from "node:child_process";
@@ -36,18 +37,22 @@ function ensureRuntimes() {
   }
 }
 
-function ensureRedis() {
-  if (have("redis-server") && have("redis-cli")) return;
+/** Install a Debian package (as root, or with password-less sudo); true when `installed()` holds afterwards. */
+function aptInstall(pkg, installed) {
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   const sudo = !root && have("sudo") ? ["sudo", "-n"] : [];
-  if ((root || sudo.length) && have("apt-get")) {
-    console.log("tests: redis-server is missing; installing it from the system packages");
-    const apt = (args) => spawnSync(sudo[0] ?? "apt-get", [...sudo.slice(1), ...(sudo.length ? ["apt-get"] : []), ...args], {
-      stdio: "inherit",
-      env: { ...env, DEBIAN_FRONTEND: "noninteractive" },
-    }).status;
-    if (apt(["update", "-qq"]) === 0 && apt(["install", "-y", "-qq", "redis-server"]) === 0 && have("redis-server")) return;
-  }
+  if (!(root || sudo.length) || !have("apt-get")) return false;
+  console.log(`tests: ${pkg} is missing; installing it from the system packages`);
+  const apt = (args) => spawnSync(sudo[0] ?? "apt-get", [...sudo.slice(1), ...(sudo.length ? ["apt-get"] : []), ...args], {
+    stdio: "inherit",
+    env: { ...env, DEBIAN_FRONTEND: "noninteractive" },
+  }).status;
+  return apt(["update", "-qq"]) === 0 && apt(["install", "-y", "-qq", pkg]) === 0 && installed();
+}
+
+function ensureRedis() {
+  const installed = () => have("redis-server") && have("redis-cli");
+  if (installed() || aptInstall("redis-server", installed)) return;
   console.error("tests: redis-server is needed. Install it with: sudo apt-get install -y redis-server");
   process.exit(1);
 }
@@ -64,8 +69,24 @@ function countJunit(path) {
   return { passed: cases.length - failed, failed };
 }
 
+/** The system Chromium, if installed. */
+function chromiumPath() {
+  for (const name of ["chromium", "chromium-browser", "google-chrome"]) {
+    const r = spawnSync("sh", ["-c", `command -v ${name}`], { env, encoding: "utf8" });
+    if (r.status === 0) return r.stdout.trim();
+  }
+  return undefined;
+}
+
+/** Chromium for the browser suite: installed from the system packages when missing, as redis-server is. */
+function ensureChromium() {
+  if (chromiumPath() || aptInstall("chromium", () => chromiumPath() !== undefined)) return;
+  console.error("tests: chromium is needed for the browser suite. Install it with: sudo apt-get install -y chromium");
+  process.exit(1);
+}
+
 const unitDirs = readdirSync(join(root, "tests"), { withFileTypes: true })
-  .filter((d) => d.isDirectory() && !["e2e", "support"].includes(d.name))
+  .filter((d) => d.isDirectory() && !["e2e", "support", "browser"].includes(d.name))
   .map((d) => `./tests/${d.name}`);
 
 const suites = {
@@ -91,6 +112,12 @@ const suites = {
       SHOAL_BINARY: out,
     });
   },
+  // Real Chromium (the system package, driven by playwright-core) against real Shoal processes under Bun.
+  browser: () =>
+    junit("browser", "bun", ["test", "--timeout", "60000", "--reporter=junit", `--reporter-outfile=${xml("browser")}`, "./tests/browser"], {
+      SHOAL_TARGET: "bun",
+      CHROMIUM: chromiumPath() ?? "",
+    }),
   "bench-quick": () => {
     const dir = join(results, "bench");
     rmSync(dir, { recursive: true, force: true });
@@ -129,7 +156,8 @@ if (selected.length === 0) {
   process.exit(2);
 }
 ensureRuntimes();
-if (selected.some((s) => s.startsWith("e2e") || s.startsWith("bench"))) ensureRedis();
+if (selected.some((s) => s.startsWith("e2e") || s.startsWith("bench") || s === "browser")) ensureRedis();
+if (selected.includes("browser")) ensureChromium();
 mkdirSync(results, { recursive: true });
 
 const totals = { passed: 0, failed: 0 };

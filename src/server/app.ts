@@ -10,6 +10,7 @@ import type { PrometheusMetrics } from "../metrics/metrics.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
 import { BufferSweeper, connectionContext, newConnection } from "./connection.ts";
 import { OriginPolicy } from "./origin_policy.ts";
+import { addConsoleRoute } from "./console.ts";
 import { addPublishRoute } from "./publish_api.ts";
 import { upgradeProblem } from "./upgrade_request.ts";
 
@@ -64,6 +65,7 @@ export function createApp(options: AppOptions): Hono {
   }
 
   addPublishRoute(app, router);
+  addConsoleRoute(app, router.config.console.enabled);
 
   app.get("*", upgradeGate(router));
   app.get(

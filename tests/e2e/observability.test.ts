@@ -199,3 +199,20 @@ test("environment: SHOAL_PORT, SHOAL_PUBLISH_TOKEN and SHOAL_LOG_LEVEL override 
   await client.next();
   assert.equal(shoal.logs.some((l) => l.level === "DEBUG"), false, "SHOAL_LOG_LEVEL=info hides debug lines");
 });
+
+test("console: GET /console serves the page with its CSP when console.enabled; 404 when off; upgrades still work there", async () => {
+  await using on = await ShoalProcess.start({ console: { enabled: true } });
+  const page = await fetch(`${on.httpUrl}/console`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+  assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'/);
+  assert.match(await page.text(), /<title>Shoal console<\/title>/);
+  assert.deepEqual(on.logsWith("shoal ready")[0].endpoints, ["/healthz", "/readyz", "/console"]);
+  await using off = await ShoalProcess.start({});
+  const none = await fetch(`${off.httpUrl}/console`);
+  assert.equal(none.status, 404);
+  assert.deepEqual(await none.json(), { status: "error", error: "Not found: the console is off (console.enabled)." });
+  await using client = await WsClient.connect(`ws://127.0.0.1:${off.port}/console`);
+  client.send({ event: "ping", data: "x" });
+  assert.deepEqual(await client.next(), { event: "pong", data: "x" });
+});
