@@ -91,7 +91,7 @@ const unitDirs = readdirSync(join(root, "tests"), { withFileTypes: true })
 
 const suites = {
   typecheck: () => {
-    const code = run("deno", ["check", "main.ts", "config.example.ts", "src/", "tests/", "bench/", "client/"]);
+    const code = run("deno", ["check", "main.ts", "config.example.ts", "src/", "tests/", "bench/", "client/", "examples/"]);
     return { passed: code === 0 ? 1 : 0, failed: code === 0 ? 0 : 1 };
   },
   "unit-deno": () => junit("unit-deno", "deno", ["test", "-A", "--no-check", "--reporter=junit", `--junit-path=${xml("unit-deno")}`, ...unitDirs]),
