@@ -15,16 +15,25 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { RedisServer } from "./harness/redis_server.ts";
 import { targetNamed, TARGETS, type Tools } from "./harness/targets.ts";
-import { type BenchResults, renderMarkdown, type RunRecord } from "./report.ts";
+import { type BenchResults, renderMarkdown, type RunRecord, updateMarkdown } from "./report.ts";
 import type { RunContext, Scenario } from "./scenarios/scenario.ts";
 import { s1Idle } from "./scenarios/s1_idle.ts";
-import { s2HotTopic } from "./scenarios/s2_hot_topic.ts";
+import { s2HotTopic, s2HotTopicHistory } from "./scenarios/s2_hot_topic.ts";
 import { s3Spread } from "./scenarios/s3_spread.ts";
 import { s4Callbacks } from "./scenarios/s4_callbacks.ts";
 import { s5Stalled } from "./scenarios/s5_stalled.ts";
+import { s6Recovery } from "./scenarios/s6_recovery.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const SCENARIOS: readonly Scenario[] = [s1Idle, s2HotTopic, s3Spread, s4Callbacks, s5Stalled];
+const SCENARIOS: readonly Scenario[] = [
+  s1Idle,
+  s2HotTopic,
+  s2HotTopicHistory,
+  s3Spread,
+  s4Callbacks,
+  s5Stalled,
+  s6Recovery,
+];
 const SERVER_CPU = 0;
 const LOAD_CPU = 1;
 const FINDINGS_START = "<!-- findings:start -->";
@@ -39,6 +48,8 @@ const USAGE = `Usage: bun run bench/run.ts [options]
   --results DIR        where the raw JSON goes (default bench/results)
   --report PATH        where the Markdown tables go (default: BENCHMARKS.md for a full run of everything,
                        else bench/results/<timestamp>.md)
+  --update PATH        put the sections of the scenarios run into the existing report PATH (e.g. BENCHMARKS.md),
+                       replacing those of the same ids, each marked with this run's command and date; the rest stays
   -h, --help           this help`;
 
 function parseCli() {
@@ -54,6 +65,7 @@ function parseCli() {
         report: { type: "string" },
         profile: { type: "string" },
         results: { type: "string" },
+        update: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -72,7 +84,19 @@ function parseCli() {
     const runs = values.runs ? Number(values.runs) : values.quick ? 1 : 3;
     if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs must be a positive integer");
     const everything = !values.scenarios && !values.peers;
-    return { quick: values.quick, scenarios, targets, runs, report: values.report, profile: values.profile, results: values.results, everything };
+    if (values.update && values.report) throw new Error("--update and --report exclude each other");
+    if (values.update && !existsSync(values.update)) throw new Error(`--update: no report at ${values.update}`);
+    return {
+      quick: values.quick,
+      scenarios,
+      targets,
+      runs,
+      report: values.report,
+      update: values.update,
+      profile: values.profile,
+      results: values.results,
+      everything,
+    };
   } catch (error) {
     console.error(`bench: ${(error as Error).message}\n\n${USAGE}`);
     process.exit(2);
@@ -108,6 +132,11 @@ function machine(): Record<string, string | number> {
     serverCpu: SERVER_CPU,
     loadCpu: LOAD_CPU,
   };
+}
+
+/** The 1-minute load average (/proc/loadavg). */
+function loadAverage(): number {
+  return Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
 }
 
 /** Newest modification time under `path` (a file or a directory tree), ms. */
@@ -172,6 +201,7 @@ async function main(): Promise<number> {
     scenarios: [],
     errors: [],
   };
+  const loadStart = loadAverage();
   const redis = await RedisServer.start({ cwd: ROOT, cpu: LOAD_CPU });
   log(`redis-server on port ${redis.port}`);
   let current = "";
@@ -192,6 +222,10 @@ async function main(): Promise<number> {
   try {
     scenarios: for (const scenario of options.scenarios) {
       const columns = scenario.columns(options.targets);
+      if (columns.length === 0) {
+        log(`${scenario.id}: none of the selected peers takes part; skipped`);
+        continue;
+      }
       const result = {
         id: scenario.id,
         title: scenario.title,
@@ -229,10 +263,14 @@ async function main(): Promise<number> {
     rmSync(configDir, { recursive: true, force: true });
   }
   results.finishedAt = new Date().toISOString();
+  results.loadAverage = { start: loadStart, end: loadAverage() };
   writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
-  const reportPath = options.report ??
+  const reportPath = options.update ?? options.report ??
     (options.quick || !options.everything ? join(resultsDir, `${stamp}.md`) : join(ROOT, "BENCHMARKS.md"));
-  writeFileSync(reportPath, withFindings(renderMarkdown(results), reportPath));
+  const markdown = options.update
+    ? updateMarkdown(readFileSync(options.update, "utf8"), results, SCENARIOS.map((s) => s.id))
+    : withFindings(renderMarkdown(results), reportPath);
+  writeFileSync(reportPath, markdown);
   log(`wrote ${relative(ROOT, jsonPath)} and ${relative(ROOT, reportPath)}`);
   if (results.errors.length > 0) {
     log(`${results.errors.length} failure(s):\n  ${results.errors.map((e) => e.split("\n")[0]).join("\n  ")}`);

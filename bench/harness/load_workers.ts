@@ -1,5 +1,5 @@
 import { LatencyHistogram } from "../load/histogram.ts";
-import type { ResumedConnection, WireProtocol, WorkerCommand, WorkerReport } from "../load/messages.ts";
+import type { RecoveryCounts, ResumedConnection, WireProtocol, WorkerCommand, WorkerReport } from "../load/messages.ts";
 import { Child } from "./child.ts";
 import { cpuSeconds } from "./proc_stats.ts";
 
@@ -29,21 +29,33 @@ export interface MergedPhase {
   readonly settleMs: number;
 }
 
+/** What every worker's recovering clients counted (S6), merged. */
+export type MergedRecovery =
+  & Omit<RecoveryCounts, "recoveryLatency" | "okLatency" | "handshakeLatency" | "liveLatency">
+  & {
+    readonly recoveryLatency: LatencyHistogram;
+    readonly okLatency: LatencyHistogram;
+    readonly handshakeLatency: LatencyHistogram;
+    readonly liveLatency: LatencyHistogram;
+  };
+
+/** A latency histogram as plain numbers, for the raw results. */
+export function latencySummary(latency: LatencyHistogram): Record<string, number> {
+  return {
+    p50: latency.percentile(0.5),
+    p90: latency.percentile(0.9),
+    p99: latency.percentile(0.99),
+    p999: latency.percentile(0.999),
+    max: latency.max,
+    mean: latency.mean,
+    samples: latency.count,
+  };
+}
+
 /** A merged phase as plain numbers, for the raw results. */
 export function phaseSummary(phase: MergedPhase): Record<string, unknown> {
   const { latency, ...counts } = phase;
-  return {
-    ...counts,
-    latencyMs: {
-      p50: latency.percentile(0.5),
-      p90: latency.percentile(0.9),
-      p99: latency.percentile(0.99),
-      p999: latency.percentile(0.999),
-      max: latency.max,
-      mean: latency.mean,
-      samples: latency.count,
-    },
-  };
+  return { ...counts, latencyMs: latencySummary(latency) };
 }
 
 type Report<T extends WorkerReport["type"]> = Extract<WorkerReport, { type: T }>;
@@ -143,6 +155,104 @@ export class LoadWorkers {
       ok: answers.reduce((sum, a) => sum + a.ok, 0),
       failed: answers.reduce((sum, a) => sum + a.failed, 0),
       errors: answers.flatMap((a) => a.errors),
+    };
+  }
+
+  /**
+   * S6: open `count` recovering clients of the history subscription `topic`, spread evenly over the workers (see
+   * `RecoveringSubscriber`).
+   */
+  async connectRecovering(
+    topic: string,
+    count: number,
+    options: { readonly concurrency: number; readonly timeoutMs: number },
+  ): Promise<{ ok: number; failed: number; errors: string[] }> {
+    const n = this.#workers.length;
+    if (count > n * MAX_CONNECTIONS_PER_WORKER) {
+      throw new RangeError(`${count} connections need more than ${n} workers`);
+    }
+    const answers = await Promise.all(this.#workers.map((worker, i) => {
+      const share = Math.floor(((i + 1) * count) / n) - Math.floor((i * count) / n);
+      return this.#ask(
+        worker,
+        { cmd: "recoverers", topic, count: share, ...options },
+        "connected",
+        options.timeoutMs + 10_000,
+      );
+    }));
+    return {
+      ok: answers.reduce((sum, a) => sum + a.ok, 0),
+      failed: answers.reduce((sum, a) => sum + a.failed, 0),
+      errors: answers.flatMap((a) => a.errors),
+    };
+  }
+
+  /**
+   * Drop `share` of every worker's recovering clients; each recovers after `offlineMs`. Resolves with the count. A
+   * worker far behind its sockets (an overloaded run) may answer only seconds later: it has a minute.
+   */
+  async drop(share: number, offlineMs: number): Promise<{ count: number; skipped: number }> {
+    const answers = await Promise.all(
+      this.#workers.map((w) => this.#ask(w, { cmd: "drop", share, offlineMs }, "dropped", 60_000)),
+    );
+    return {
+      count: answers.reduce((sum, a) => sum + a.count, 0),
+      skipped: answers.reduce((sum, a) => sum + a.skipped, 0),
+    };
+  }
+
+  /** End S6's window (offsets `first` to `last`): each worker waits for its clients to catch up; merged counts. */
+  async endRecovery(
+    first: number,
+    last: number,
+    options: { readonly quietMs: number; readonly maxWaitMs: number },
+  ): Promise<MergedRecovery> {
+    const answers = await Promise.all(
+      this.#workers.map((w) =>
+        this.#ask(w, { cmd: "recoveryEnd", first, last, ...options }, "recovery", options.maxWaitMs + 10_000)
+      ),
+    );
+    const merged = (key: "recoveryLatency" | "okLatency" | "handshakeLatency" | "liveLatency") => {
+      const histogram = new LatencyHistogram();
+      for (const answer of answers) histogram.add(answer[key]);
+      return histogram;
+    };
+    const closes: Record<string, number> = {};
+    for (const answer of answers) {
+      for (const [code, n] of Object.entries(answer.closes)) closes[code] = (closes[code] ?? 0) + n;
+    }
+    const sum = (
+      key: Exclude<
+        keyof RecoveryCounts,
+        "recoveryLatency" | "okLatency" | "handshakeLatency" | "liveLatency" | "closes"
+      >,
+    ) => answers.reduce((s, a) => s + a[key], 0);
+    return {
+      clients: sum("clients"),
+      expected: sum("expected"),
+      delivered: sum("delivered"),
+      holes: sum("holes"),
+      undelivered: sum("undelivered"),
+      duplicates: sum("duplicates"),
+      outOfOrder: sum("outOfOrder"),
+      foreign: sum("foreign"),
+      drops: sum("drops"),
+      recovered: sum("recovered"),
+      notRecovered: sum("notRecovered"),
+      unrecoverable: sum("unrecoverable"),
+      insufficientState: sum("insufficientState"),
+      reconnectFailures: sum("reconnectFailures"),
+      reconnects: sum("reconnects"),
+      recoveringSubscribes: sum("recoveringSubscribes"),
+      replayed: sum("replayed"),
+      awaitingLive: sum("awaitingLive"),
+      behind: sum("behind"),
+      recoveryLatency: merged("recoveryLatency"),
+      okLatency: merged("okLatency"),
+      handshakeLatency: merged("handshakeLatency"),
+      liveLatency: merged("liveLatency"),
+      closes,
+      settleMs: Math.max(...answers.map((a) => a.settleMs)),
     };
   }
 

@@ -26,6 +26,8 @@ export interface ShoalConfigExtras {
   readonly ws?: Readonly<Record<string, unknown>>;
   /** Options of the `bench` service, beside `requireAuthentication: false`. */
   readonly service?: Readonly<Record<string, unknown>>;
+  /** `metrics` (e.g. `{prometheus: {}}` for /metrics on the listener); none by default. */
+  readonly metrics?: Readonly<Record<string, unknown>>;
 }
 
 /** Shoal's config module for the benchmark: the listener, service "bench", the Redis broker, JSON logs. */
@@ -36,6 +38,7 @@ export function shoalConfig(port: number, redisUrl: string, extras: ShoalConfigE
     broker: { kind: "redis", url: redisUrl },
     // "info": the "shoal ready" line is logged at info; nothing is logged per message at this level.
     log: { level: "info", format: "json" },
+    ...(extras.metrics ? { metrics: extras.metrics } : {}),
   };
 }
 

@@ -194,7 +194,7 @@ export class Subscriber {
 }
 
 /** The JSON number after the first `key` (and optional spaces); NaN if there is none. */
-function numberAfter(buf: Buffer, key: Buffer): number {
+export function numberAfter(buf: Buffer, key: Buffer): number {
   const at = buf.indexOf(key);
   if (at < 0) return NaN;
   let i = at + key.length;

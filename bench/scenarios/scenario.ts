@@ -27,7 +27,8 @@ export type Measurement = Record<string, number | string | null>;
 export interface Metric {
   readonly key: string;
   readonly label: string;
-  readonly format: "int" | "rate" | "bytes" | "ms" | "s" | "pct" | "float" | "text";
+  /** `pct3`: a share near 100 % with three decimals (99.998 %), "100 %" only when exact. */
+  readonly format: "int" | "rate" | "bytes" | "ms" | "s" | "pct" | "pct3" | "float" | "text";
   /** Show the ratio to the reference column. */
   readonly ratio?: boolean;
 }
