@@ -34,6 +34,12 @@ export const SYNC_EVENT = "shoal-client.sync";
 /** The error a revocation carries when a history subscription's live stream skipped (docs/protocol.md §16.3). */
 const INSUFFICIENT_STATE = "Insufficient state.";
 
+/**
+ * Errors of a refused subscribe that say "not now" rather than "no": no usable service answer or broker (§9.2,
+ * §5.4 step 10) and the rate limit (§13.3). A re-subscribe refused with one is tried again after a backoff.
+ */
+const PASSING = new Set<unknown>(["Service unavailable.", "Rate limit exceeded."]);
+
 /** The error of an `unsubscribe` for a name the session does not hold (§7.2). */
 const NOT_SUBSCRIBED = "Subscription does not exist.";
 
@@ -445,6 +451,7 @@ export class ShoalClient {
     for (const subscription of this.#subscriptions.values()) {
       subscription.sent = subscription.confirmed = false;
       subscription.state = "subscribing"; // until its re-subscribe is answered
+      subscription.retry?.clear(); // the next connect re-subscribes it
     }
     const failure = this.#failure();
     for (const waiter of [...this.#pings.values()]) {
@@ -604,10 +611,32 @@ export class ShoalClient {
       subscription.revoked = true;
       return subscription.end({ failure: new ShoalError(reply) });
     }
-    this.#subscriptions.delete(subscription.name);
     const resubscribe = subscription.readySettled;
+    if (resubscribe && PASSING.has(reply.error)) return this.#retrySubscribe(subscription, reply);
+    this.#subscriptions.delete(subscription.name);
     subscription.end({ failure: new ShoalError(reply) });
     if (resubscribe) this.#ended(subscription, reply.error, reply.data, "subscribe");
+  }
+
+  /**
+   * A re-subscribe was refused for a passing reason (a service or Redis briefly unreachable, say right after an
+   * outage): the subscription stays, and is tried again after a backoff (or at the next connect).
+   */
+  #retrySubscribe(subscription: ClientSubscription<unknown>, reply: Frame): void {
+    subscription.sent = false;
+    const delay = backoffDelay(subscription.retries++, this.#settings.minMs, this.#settings.maxMs, () => this.#clock.random());
+    const { name } = subscription;
+    this.#report({
+      kind: "subscribe",
+      message: `re-subscribing ${name} failed: ${describe(reply.error)}; trying again in ${delay} ms`,
+      error: reply.error,
+      data: reply.data,
+      subscription: name,
+    });
+    subscription.retry ??= new Timer(this.#clock);
+    subscription.retry.set(delay, () => {
+      if (subscription.state === "subscribing" && !subscription.sent && this.#writable) this.#sendSubscribe(subscription);
+    });
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { Timer } from "./clock.ts";
 import { ShoalRequestError } from "./errors.ts";
 import type {
   Frame,
@@ -84,6 +85,9 @@ export class ClientSubscription<T = unknown> implements Subscription<T> {
   /** Shoal ended it while its unsubscribe was on the way. */
   revoked = false;
   position: Position | undefined;
+  /** Re-subscribes refused for a passing reason in a row, and the timer of the next try. */
+  retries = 0;
+  retry: Timer | undefined;
   readonly #ready = new Deferred<SubscribeReply>();
   #leaving: Deferred<Reply | undefined> | undefined;
   readonly #host: SubscriptionHost;
@@ -131,6 +135,7 @@ export class ClientSubscription<T = unknown> implements Subscription<T> {
   /** A subscribe OK: take its position, settle `ready` or tell the application it re-subscribed. */
   subscribed(reply: SubscribeReply): void {
     this.confirmed = true;
+    this.retries = 0;
     if (this.state === "subscribing") this.state = "active";
     const { offset, epoch, recovered } = reply;
     if (Number.isInteger(offset) && typeof epoch === "string") {
@@ -186,6 +191,7 @@ export class ClientSubscription<T = unknown> implements Subscription<T> {
    */
   end(options: { failure?: unknown; reply?: Reply } = {}): void {
     this.state = "unsubscribed";
+    this.retry?.clear();
     this.#forgetSignal();
     this.sent = false;
     this.confirmed = false;

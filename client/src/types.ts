@@ -148,7 +148,8 @@ export type StateListener = (state: ConnectionState, info?: DisconnectInfo) => v
 /**
  * What went wrong, for `onError`:
  * - `auth`: the `auth` reply was an error (`error` is the wire value), or the provider threw;
- * - `subscribe`: a re-subscribe after a reconnect (or after `Insufficient state.`) was refused;
+ * - `subscribe`: a re-subscribe after a reconnect (or after `Insufficient state.`) was refused (for good, or for
+ *   now: `Service unavailable.` and `Rate limit exceeded.` are tried again with backoff);
  * - `unsubscribed`: Shoal ended a subscription (docs/protocol.md §11.2);
  * - `close`: the connection closed with a code that is the client's problem or the operator's
  *   (1007, 1008, 1009, 1013, 4000), `code` set;
@@ -212,8 +213,10 @@ export interface SubscribeOptions<T = unknown> {
   /** Each published message, once and in order (a history message whose offset was delivered already is dropped). */
   onMessage(message: Message<T>): void;
   /**
-   * Shoal ended the subscription (`error` as sent, e.g. `"Unauthorized."`), or re-subscribing it after a
-   * reconnect failed. The subscription is over; subscribe again if wanted.
+   * Shoal ended the subscription (`error` as sent, e.g. `"Unauthorized."`), or refused to re-subscribe it after a
+   * reconnect. The subscription is over; subscribe again if wanted. A re-subscribe refused with
+   * `Service unavailable.` or `Rate limit exceeded.` is not the end: it is tried again with backoff (each refusal
+   * is an `onError` event of kind `subscribe`).
    */
   onUnsubscribed?(error: unknown, data: unknown): void;
   /** A re-subscribe succeeded (after a reconnect, or after `Insufficient state.`); check `recovered`. */

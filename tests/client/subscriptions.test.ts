@@ -205,6 +205,42 @@ test("re-subscribe failure after a reconnect: onUnsubscribed, the client's onUns
   client.close();
 });
 
+test("re-subscribe refused with Service unavailable. (or Rate limit exceeded.): tried again with backoff, reported each time", async () => {
+  const { clock, net, client, errors, unsubscribed } = setup({ reconnect: { minDelay: 1, maxDelay: 8 } });
+  clock.randoms = Array(10).fill(1 - 1e-9);
+  const r = recorder();
+  const sub = client.subscribe("chat.room", r.options);
+  const socket = net.last;
+  socket.open();
+  socket.take();
+  socket.receive({ event: "subscribe", status: "ok", subscription: "chat.room", offset: 0, epoch: "e1" });
+  socket.receive(message("chat.room", 1, 1));
+  socket.receive({ event: "unsubscribe", subscription: "chat.room", error: "Insufficient state." });
+  const again = { event: "subscribe", subscription: "chat.room", recover: { offset: 1, epoch: "e1" } };
+  assert.deepEqual(socket.take(), [again]);
+  socket.receive({ event: "subscribe", status: "error", error: "Service unavailable.", subscription: "chat.room" });
+  assert.equal(sub.state, "subscribing");
+  await clock.advance(1999);
+  assert.deepEqual(socket.take(), []);
+  await clock.advance(1);
+  assert.deepEqual(socket.take(), [again], "after the backoff");
+  socket.receive({ event: "subscribe", status: "error", error: "Rate limit exceeded.", subscription: "chat.room" });
+  await clock.advance(4000);
+  assert.deepEqual(socket.take(), [again]);
+  socket.receive({ event: "subscribe", status: "ok", subscription: "chat.room", offset: 2, epoch: "e1", recovered: true });
+  socket.receive(message("chat.room", 2, 2));
+  assert.deepEqual(r.data(), [1, 2]);
+  assert.deepEqual(r.resubscribed.map((e) => e.recovered), [true]);
+  assert.deepEqual([r.ended, unsubscribed], [[], []]);
+  assert.deepEqual(errors.map((e) => [e.kind, e.error]), [["subscribe", "Service unavailable."], ["subscribe", "Rate limit exceeded."]]);
+  assert.match(errors[0].message, /trying again in 2000 ms/);
+  socket.receive({ event: "unsubscribe", subscription: "chat.room", error: "Insufficient state." });
+  socket.receive({ event: "subscribe", status: "error", error: "Service unavailable.", subscription: "chat.room" });
+  assert.ok(clock.pending > 0, "a retry waits");
+  client.close();
+  assert.equal(clock.pending, 0, "close() clears it");
+});
+
 test("server-initiated unsubscribe: onUnsubscribed(error, data), events, and the subscription is over", async () => {
   const { clock, net, client, errors, unsubscribed } = setup();
   const r = recorder();
