@@ -97,6 +97,7 @@ export class ClientSubscription<T = unknown> implements Subscription<T> {
     for (const key of Object.keys(options.fields ?? {})) {
       if (RESERVED.has(key)) throw new TypeError(`subscribe(${JSON.stringify(name)}): fields may not set "${key}"`);
     }
+    JSON.stringify(options.fields); // throws now (a BigInt, a cycle) rather than at every connect
     this.name = name;
     this.options = options;
     this.#host = host;

@@ -98,6 +98,7 @@ test("subscribe: an error reply rejects ready with ShoalError {error, data}; the
   client.subscribe("books.1", r.options); // the name is free again
   assert.throws(() => client.subscribe("books.1", r.options), /already subscribed/);
   assert.throws(() => client.subscribe("books.2", { ...r.options, fields: { recover: 1 } }), TypeError);
+  assert.throws(() => client.subscribe("books.3", { ...r.options, fields: { n: 1n } }), TypeError);
   client.close();
 });
 
