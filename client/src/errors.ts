@@ -13,6 +13,7 @@ export class ShoalError extends Error {
   /** The whole frame. */
   readonly reply: Frame;
 
+  /** An error for the error reply `reply`. */
   constructor(reply: Frame) {
     const error = reply.error;
     super(typeof error === "string" ? error : `Shoal error: ${JSON.stringify(error) ?? "undefined"}`);
@@ -39,6 +40,7 @@ export class ShoalRequestError extends Error {
   /** Why the request ended. */
   readonly reason: RequestFailure;
 
+  /** An error for a request that ended for `reason`. */
   constructor(reason: RequestFailure, message: string) {
     super(message);
     this.name = "ShoalRequestError";

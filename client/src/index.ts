@@ -38,6 +38,7 @@ export type {
   SendOptions,
   ShoalClientOptions,
   ShoalErrorEvent,
+  SocketHandler,
   StateListener,
   SubscribeOptions,
   SubscribeReply,

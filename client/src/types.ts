@@ -14,7 +14,9 @@ export type ConnectionState = "connecting" | "connected" | "disconnected" | "clo
 
 /** A position in a history subscription's stream (docs/protocol.md §16.1): offsets compare within one epoch. */
 export interface Position {
+  /** The message's offset: 1 for the first message of an epoch, growing by 1. */
   readonly offset: number;
+  /** The history's epoch: a new one whenever the history was lost and began again. */
   readonly epoch: string;
 }
 
@@ -23,18 +25,27 @@ export interface Position {
  * `"error"`, the subscription's extra fields, and `data` when the service gave one.
  */
 export interface Reply<D = unknown> {
+  /** The request's event. */
   readonly event: string;
+  /** `"ok"`, or `"error"` with `error`. */
   readonly status: "ok" | "error";
+  /** The request's subscription, when it had one. */
   readonly subscription?: string;
+  /** The service's `data`, when it gave one. */
   readonly data?: D;
+  /** The error, exactly as sent (usually a string of the protocol's Appendix A). */
   readonly error?: unknown;
+  /** The subscription's extra fields, and any other key Shoal sends. */
   readonly [field: string]: unknown;
 }
 
 /** The OK of a `subscribe`; a history subscription's carries its position and, when recovering, `recovered`. */
 export interface SubscribeReply<D = unknown> extends Reply<D> {
+  /** History services: the offset of the newest stored message (0 when there is none). */
   readonly offset?: number;
+  /** History services: the history's epoch. */
   readonly epoch?: string;
+  /** With `recover`: whether every missed message follows (true), or none could (false). */
   readonly recovered?: boolean;
 }
 
@@ -43,15 +54,25 @@ export interface SubscribeReply<D = unknown> extends Reply<D> {
  * subscriptions add `offset` and `epoch`; the subscription's extra fields are there too.
  */
 export interface Message<T = unknown> {
+  /** Always `"message"`. */
   readonly event: "message";
+  /** The subscription it was published to. */
   readonly subscription: string;
+  /** What the publisher sent, verbatim. */
   readonly data: T;
+  /** History services: its offset in the subscription's history. */
   readonly offset?: number;
+  /** History services: the history's epoch. */
   readonly epoch?: string;
+  /** The publisher's timestamp, when it gave a valid one. */
   readonly published_at?: string;
+  /** When Shoal took it off the broker (live messages only). */
   readonly received_at?: string;
+  /** How many messages waited in Shoal's receive queue then (live messages only). */
   readonly queue_size?: number;
+  /** When Shoal sent it. */
   readonly sent_at?: string;
+  /** The subscription's extra fields. */
   readonly [field: string]: unknown;
 }
 
@@ -60,8 +81,11 @@ export interface Message<T = unknown> {
  * Without `method`, a `token` alone means `jwt`.
  */
 export interface AuthCredentials {
+  /** `"ticket"` (Shoal's default) or `"jwt"`. */
   readonly method?: "ticket" | "jwt";
+  /** The ticket, for ticket auth: single-use, so a fresh one per connection. */
   readonly ticket?: string;
+  /** The compact JWS, for JWT auth (extension E2). */
   readonly token?: string;
 }
 
@@ -94,18 +118,26 @@ export interface KeepAliveOptions {
   readonly timeout?: number;
 }
 
-/** An event handler property type that the runtimes' own (narrower) handler types fit. */
-type Handler<E> = { bivarianceHack(event: E): unknown }["bivarianceHack"];
+/** A WebSocket event handler property, typed so that the runtimes' own (narrower) handler types fit. */
+export type SocketHandler<E> = { bivarianceHack(event: E): unknown }["bivarianceHack"];
 
 /** The part of a WebSocket the client uses: the browser's, Deno's, Bun's and Node's (≥ 22) global all fit. */
 export interface WebSocketLike {
+  /** 0 connecting, 1 open, 2 closing, 3 closed. */
   readonly readyState: number;
+  /** Set to `"arraybuffer"` by the client. */
   binaryType: string;
-  onopen: Handler<unknown> | null;
-  onmessage: Handler<{ readonly data: unknown }> | null;
-  onclose: Handler<{ readonly code: number; readonly reason: string }> | null;
-  onerror: Handler<unknown> | null;
+  /** The socket opened. */
+  onopen: SocketHandler<unknown> | null;
+  /** A frame arrived. */
+  onmessage: SocketHandler<{ readonly data: unknown }> | null;
+  /** The socket closed, with the close code and reason. */
+  onclose: SocketHandler<{ readonly code: number; readonly reason: string }> | null;
+  /** An error; a close event follows. */
+  onerror: SocketHandler<unknown> | null;
+  /** Send a text frame. */
   send(data: string): void;
+  /** Start the closing handshake. */
   close(code?: number, reason?: string): void;
 }
 
@@ -136,9 +168,13 @@ export interface ShoalClientOptions {
  * comes (`retryIn` milliseconds; absent after close code 4000, when the client waits for `connect()`).
  */
 export interface DisconnectInfo {
+  /** The close code (1006 when the connection ended without one, or the client gave up on it). */
   readonly code: number;
+  /** The close reason, or what the client gave up on (`connect timeout`, `keep-alive timeout`, …). */
   readonly reason: string;
+  /** What the code means. */
   readonly description: string;
+  /** Milliseconds until the next attempt; absent when the client waits for `connect()` (close code 4000). */
   readonly retryIn?: number;
 }
 
@@ -157,11 +193,17 @@ export type StateListener = (state: ConnectionState, info?: DisconnectInfo) => v
  * - `callback`: an application callback threw (`error` is what it threw).
  */
 export interface ShoalErrorEvent {
+  /** What went wrong (see above). */
   readonly kind: "auth" | "subscribe" | "unsubscribed" | "close" | "protocol" | "callback";
+  /** A sentence for a log line. */
   readonly message: string;
+  /** The wire error (as sent), or what was thrown, or the frame that could not be placed. */
   readonly error?: unknown;
+  /** The reply's or notice's `data`, when it had one. */
   readonly data?: unknown;
+  /** The subscription concerned, if one is. */
   readonly subscription?: string;
+  /** The close code, for `close`. */
   readonly code?: number;
 }
 
