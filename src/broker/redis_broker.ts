@@ -18,7 +18,16 @@ import {
   scriptKeys,
   sharesChannelSlot,
 } from "./history_script.ts";
+import {
+  parsePresenceRead,
+  parsePresenceUpdate,
+  presenceKeys,
+  presenceReadScript,
+  presenceUpdateArgs,
+  presenceUpdateScript,
+} from "./presence_script.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
+import type { PresenceChange, PresenceData, PresenceExpiry } from "../core/presence_tracker.ts";
 
 const log = getLogger(["shoal", "broker"]);
 
@@ -132,25 +141,40 @@ class ServerLink implements Link {
   readonly #publisher;
   #subscriberReady = false;
   #publisherReady = false;
+  /** Both connections were up when last reported: a loss of either is then a loss of the link. */
+  #wasReady = false;
 
   constructor(url: string, prefix: string, settings: Settings, { events, reconnectStrategy }: LinkContext) {
     this.label = scrubUrl(url);
     this.prefix = prefix;
     this.#subscriber = createClient({ ...clientOptions(settings, reconnectStrategy), url });
     this.#publisher = createClient({ ...clientOptions(settings, reconnectStrategy), url });
+    // Ready only with both connections: history reads and appends go through the publisher, so a subscriber that
+    // is back alone would answer a recovering client "Service unavailable.".
+    const update = (reason?: string) => {
+      const was = this.#wasReady;
+      this.#wasReady = this.ready;
+      if (this.#wasReady && !was) events.ready();
+      else if (!this.#wasReady && was) events.lost(reason ?? "disconnected");
+    };
     watch(this.#subscriber, () => {
       this.#subscriberReady = true;
-      events.ready();
+      update();
     }, (reason) => {
-      const was = this.#subscriberReady;
       this.#subscriberReady = false;
-      if (was) events.lost(reason);
+      update(reason);
     });
-    watch(this.#publisher, () => (this.#publisherReady = true), () => (this.#publisherReady = false));
+    watch(this.#publisher, () => {
+      this.#publisherReady = true;
+      update();
+    }, (reason) => {
+      this.#publisherReady = false;
+      update(reason);
+    });
   }
 
   get ready(): boolean {
-    return this.#subscriberReady;
+    return this.#subscriberReady && this.#publisherReady;
   }
 
   async connect(): Promise<void> {
@@ -398,6 +422,28 @@ export class RedisBroker implements Broker {
     const link = this.#links[0];
     const keys = this.#historyKeys(link.prefix + channel);
     return parseHistoryState(await link.evalScript(historyReadScript, keys, readArgs(history, since)));
+  }
+
+  /**
+   * Presence entries on the first Redis, as histories (extension E3): a hash and a sorted set per subscription,
+   * written by Lua scripts (src/broker/presence_script.ts); every node sharing the Redis sees them.
+   */
+  async updatePresence(channel: string, change: PresenceChange): Promise<PresenceExpiry & { readonly restored: readonly string[] }> {
+    if (this.#closed) throw new Error("broker closed");
+    const link = this.#links[0];
+    const keys = presenceKeys(link.prefix + channel);
+    const replies: unknown[] = [];
+    for (const args of presenceUpdateArgs(change)) {
+      replies.push(await link.evalScript(presenceUpdateScript, [keys.entries, keys.expiries], args));
+    }
+    return parsePresenceUpdate(replies);
+  }
+
+  async readPresence(channel: string): Promise<PresenceData & PresenceExpiry> {
+    if (this.#closed) throw new Error("broker closed");
+    const link = this.#links[0];
+    const keys = presenceKeys(link.prefix + channel);
+    return parsePresenceRead(await link.evalScript(presenceReadScript, [keys.entries, keys.expiries], []));
   }
 
   async close(): Promise<void> {
