@@ -34,6 +34,8 @@ export const DEFAULTS = {
   service: {
     requireAuthentication: true,
     authorizationRenewalJitter: 0,
+    // Extension E3: a node rewrites its sessions' presence entries every refreshInterval; they expire after 3 ×.
+    presence: { joinLeave: false, refreshInterval: 10 },
   },
   redis: {
     channelPrefix: "",
@@ -179,6 +181,22 @@ const ServiceSchema = v.pipe(
       ttl: v.pipe(positiveSeconds("history.ttl"), v.maxValue(31_536_000, "history.ttl must be at most 31536000 (a year)")),
     })),
     onHeartbeat: v.optional(url("onHeartbeat")),
+    // Extension E3: `true` or `{ joinLeave, refreshInterval }`; absent or false, the service has no presence.
+    presence: v.optional(v.pipe(
+      v.custom<boolean | { joinLeave?: boolean; refreshInterval?: number }>(() => true),
+      v.transform((p) => (p === true ? {} : p === false ? undefined : p)),
+      v.optional(v.strictObject({
+        joinLeave: v.optional(v.boolean("presence.joinLeave must be true or false"), DEFAULTS.service.presence.joinLeave),
+        refreshInterval: v.optional(
+          v.pipe(
+            positiveSeconds("presence.refreshInterval"),
+            v.minValue(0.1, "presence.refreshInterval must be at least 0.1"),
+            v.maxValue(3600, "presence.refreshInterval must be at most 3600"),
+          ),
+          DEFAULTS.service.presence.refreshInterval,
+        ),
+      })),
+    )),
   }),
   v.check(
     (s) => s.authorizationRenewalPeriod === undefined || s.authorizer !== undefined,

@@ -1,3 +1,5 @@
+import type { PresenceStore } from "../core/presence_tracker.ts";
+
 /** One message as a broker received it, before any parsing. */
 export interface BrokerMessage {
   /** The subscription name the channel stands for (any prefix already stripped). */
@@ -56,9 +58,11 @@ export interface BrokerHandlers {
 
 /**
  * The pub/sub seam the core depends on. A channel is a subscription name; implementations add their prefix.
- * Subscribe and unsubscribe calls for one channel never overlap: the hub serializes them.
+ * Subscribe and unsubscribe calls for one channel never overlap: the hub serializes them. Every broker also keeps
+ * presence entries (extension E3: the `PresenceStore` the core's presence tracker declares), where all the nodes
+ * sharing it see them.
  */
-export interface Broker {
+export interface Broker extends PresenceStore {
   /** Connect (failing if that takes longer than the configured connect timeout) and start delivering messages of subscribed channels to `onMessage`. */
   start(handlers: BrokerHandlers): Promise<void>;
   /** Resolves once messages of the channel will be delivered; rejects if the broker cannot subscribe. */

@@ -290,7 +290,8 @@ export async function runScript(
   }
 }
 
-function luaScript(source: string): LuaScript {
+/** A script with its SHA-1 computed here (the presence scripts use it too). */
+export function luaScript(source: string): LuaScript {
   return { source, sha1: createHash("sha1").update(source, "utf8").digest("hex") };
 }
 

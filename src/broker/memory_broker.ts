@@ -1,7 +1,9 @@
 import { type Clock, systemClock } from "../core/clock.ts";
 import { historyEnvelope } from "../protocol/broker_message.ts";
+import type { PresenceChange, PresenceData, PresenceExpiry } from "../core/presence_tracker.ts";
 import type { Appended, Broker, BrokerHandlers, HistoryOptions, HistoryState } from "./broker.ts";
 import { MemoryHistories } from "./memory_history.ts";
+import { MemoryPresenceStore } from "./memory_presence.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
 
 /**
@@ -11,11 +13,13 @@ import { ReceiveQueue } from "./receive_queue.ts";
 export class MemoryBroker implements Broker {
   readonly #channels = new Set<string>();
   readonly #histories: MemoryHistories;
+  readonly #presence: MemoryPresenceStore;
   #queue: ReceiveQueue | undefined;
   #closed = false;
 
   constructor(options: { clock?: Clock } = {}) {
     this.#histories = new MemoryHistories(options.clock ?? systemClock);
+    this.#presence = new MemoryPresenceStore(options.clock ?? systemClock);
   }
 
   start(handlers: BrokerHandlers): Promise<void> {
@@ -68,11 +72,23 @@ export class MemoryBroker implements Broker {
     return Promise.resolve(this.#histories.read(channel, history, since));
   }
 
+  /** Presence lives in this process: this node's sessions only (extension E3). */
+  updatePresence(channel: string, change: PresenceChange): Promise<PresenceExpiry & { readonly restored: readonly string[] }> {
+    if (this.#closed) return Promise.reject(new Error("broker closed"));
+    return this.#presence.updatePresence(channel, change);
+  }
+
+  readPresence(channel: string): Promise<PresenceData & PresenceExpiry> {
+    if (this.#closed) return Promise.reject(new Error("broker closed"));
+    return this.#presence.readPresence(channel);
+  }
+
   close(): Promise<void> {
     this.#closed = true;
     this.#channels.clear();
     this.#queue?.clear();
     this.#histories.close();
+    this.#presence.clear();
     return Promise.resolve();
   }
 }

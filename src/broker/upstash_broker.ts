@@ -17,7 +17,16 @@ import {
   runScript,
   scriptKeys,
 } from "./history_script.ts";
+import {
+  parsePresenceRead,
+  parsePresenceUpdate,
+  presenceKeys,
+  presenceReadScript,
+  presenceUpdateArgs,
+  presenceUpdateScript,
+} from "./presence_script.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
+import type { PresenceChange, PresenceData, PresenceExpiry } from "../core/presence_tracker.ts";
 
 const log = getLogger(["shoal", "broker"]);
 
@@ -172,6 +181,23 @@ export class UpstashBroker implements Broker {
     return parseHistoryState(await this.#script(historyReadScript, name, readArgs(history, since)));
   }
 
+  /** The redis broker's presence scripts over the REST API (extension E3). */
+  async updatePresence(channel: string, change: PresenceChange): Promise<PresenceExpiry & { readonly restored: readonly string[] }> {
+    if (this.#closed) throw new Error("broker closed");
+    const keys = presenceKeys(this.#config.channelPrefix + channel);
+    const replies: unknown[] = [];
+    for (const args of presenceUpdateArgs(change)) {
+      replies.push(await this.#eval(presenceUpdateScript, [keys.entries, keys.expiries], args));
+    }
+    return parsePresenceUpdate(replies);
+  }
+
+  async readPresence(channel: string): Promise<PresenceData & PresenceExpiry> {
+    if (this.#closed) throw new Error("broker closed");
+    const keys = presenceKeys(this.#config.channelPrefix + channel);
+    return parsePresenceRead(await this.#eval(presenceReadScript, [keys.entries, keys.expiries], []));
+  }
+
   close(): Promise<void> {
     this.#closed = true;
     for (const stream of [...this.#streams.values()]) this.#stop(stream);
@@ -181,9 +207,13 @@ export class UpstashBroker implements Broker {
     return Promise.resolve();
   }
 
-  /** EVALSHA (EVAL when Upstash lacks the script), each call taking a command slot. */
+  /** A history script on a channel's history keys. */
   #script(script: LuaScript, channel: string, args: string[]): Promise<unknown> {
-    const keys = scriptKeys(historyKeys(channel));
+    return this.#eval(script, scriptKeys(historyKeys(channel)), args);
+  }
+
+  /** EVALSHA (EVAL when Upstash lacks the script), each call taking a command slot. */
+  #eval(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
     return runScript(
       script,
       (sha1) => this.#commands.run(() => this.#redis.evalsha(sha1, keys, args)),

@@ -5,6 +5,7 @@ import type { Activity } from "./activity.ts";
 import type { Clock } from "./clock.ts";
 import type { HubMember } from "./hub.ts";
 import type { Observer } from "./observer.ts";
+import type { PresenceTracker } from "./presence_tracker.ts";
 
 /** The service calls the core makes (the `ServiceClient` in production, a scripted one in tests). */
 export interface Services {
@@ -52,4 +53,6 @@ export interface CoreContext {
   readonly history: HistoryReader;
   /** Present when `authentication.jwt` is configured. */
   readonly tokens?: TokenVerifier;
+  /** This node's presence entries (extension E3); without it no service has presence. */
+  readonly presenceTracker?: PresenceTracker;
 }

@@ -6,8 +6,8 @@ import {
   type PublishedMessage,
   readOptions,
 } from "../protocol/broker_message.ts";
-import { Errors, EventError, HistoryErrors, JwtErrors, LimitErrors } from "../protocol/errors.ts";
-import { okFrame } from "../protocol/frames.ts";
+import { Errors, EventError, HistoryErrors, JwtErrors, LimitErrors, PresenceErrors } from "../protocol/errors.ts";
+import { okFrame, presenceFrame } from "../protocol/frames.ts";
 import { getLogger } from "@logtape/logtape";
 import { truthy } from "../protocol/pyvalues.ts";
 import { utf8Exceeds } from "../protocol/utf8.ts";
@@ -25,11 +25,12 @@ const log = getLogger(["shoal", "subscription"]);
 const TICKET_SERVICE = "authentication.ticket";
 
 /** The client events that reach a handler (ping is answered by the session itself). */
-export const EVENT_HANDLERS: Readonly<Record<"auth" | "subscribe" | "message" | "unsubscribe", EventHandler>> = {
+export const EVENT_HANDLERS: SessionHandlers["events"] = {
   auth,
   subscribe,
   message,
   unsubscribe,
+  presence,
 };
 
 /** What a session runs: these handlers and the removal policy below. */
@@ -154,6 +155,11 @@ async function subscribe(router: CoreContext, session: Session, fields: Fields):
     if (recover) router.observer.recovery?.(history.recovered!, history.replay.length);
   }
 
+  // Presence (extension E3): the entry is written, and its join said, before the OK, so a client that hears of this
+  // subscription finds it counted; awaited, so this session's next `presence` event counts itself. Never fails the
+  // subscribe: a failed write is retried at the next refresh. (A closed subscription's leave already ran: no entry.)
+  if (service.presence && !subscription.closed) await router.presenceTracker?.join(subscription, service.presence);
+
   // The answer goes through filter, order and throttle; a filtered answer means no OK (docs/protocol.md §5.4 step 12).
   if (subscription.admitAnswer(answer, readOptions(answer.options))) {
     const ok = okFrame("subscribe", { extra, data: answer.data, subscription: name });
@@ -252,6 +258,25 @@ async function unsubscribe(router: CoreContext, session: Session, fields: Fields
       service: subscription.serviceName,
     });
   }
+}
+
+/**
+ * `presence` (extension E3, docs/protocol.md §17): who is subscribed to the name on every node. The name is
+ * checked first, as for `message` and `unsubscribe`, then the service, then this session's subscription.
+ */
+async function presence(router: CoreContext, session: Session, fields: Fields): Promise<void> {
+  const { name, service } = resolve(router, fields);
+  const tracker = router.presenceTracker;
+  if (!service.presence || !tracker) throw new EventError(PresenceErrors.notEnabled);
+  if (!session.subscriptions.get(name)?.active) throw new EventError(PresenceErrors.notSubscribed);
+  let data;
+  try {
+    data = await tracker.read(name, service.presence, "event");
+  } catch (error) {
+    if (session.open) log.warn("presence read failed", { subscription: name, error: String(error) });
+    throw new EventError(Errors.serviceUnavailable);
+  }
+  session.send(presenceFrame(name, data));
 }
 
 /** Take a subscription out of the session and the hub and stop its timers. Idempotent. */

@@ -1,7 +1,13 @@
 import { getLogger } from "@logtape/logtape";
 import type { Broker, BrokerMessage } from "../broker/broker.ts";
-import { type HistoryPosition, parsePublishedPayload, type PublishedMessage } from "../protocol/broker_message.ts";
-import { messageFrame } from "../protocol/frames.ts";
+import {
+  type HistoryPosition,
+  parsePresenceControl,
+  parsePublishedPayload,
+  type PresenceControl,
+  type PublishedMessage,
+} from "../protocol/broker_message.ts";
+import { messageFrame, presenceNoticeFrame } from "../protocol/frames.ts";
 import { clip } from "../log.ts";
 import type { Activity } from "./activity.ts";
 import { type Clock, isoTimestamp } from "./clock.ts";
@@ -20,7 +26,11 @@ export interface HubMember {
   readonly name: string;
   readonly extraKey: string;
   readonly extra: Readonly<Record<string, unknown>>;
-  readonly service: { readonly filterFields: readonly string[]; readonly history?: unknown };
+  readonly service: {
+    readonly filterFields: readonly string[];
+    readonly history?: unknown;
+    readonly presence?: { readonly joinLeave: boolean };
+  };
   /** The native fan-out topic this member joined (set by the hub), if any. */
   topic: string | undefined;
   /** Join a native topic through the member's connection; false where there are none (or it is closing). */
@@ -39,6 +49,11 @@ export interface HubMember {
   insufficientState(why: string): void;
   /** A history offset of this member's channel whose message is not delivered here: move past it. */
   skip(position: HistoryPosition): void;
+  /**
+   * A presence notice (extension E3, `joinLeave`), serialized: sent by an active member unless `origin` is its
+   * own session, which is not told of itself.
+   */
+  presenceNotice?(text: string, origin: string): void;
 }
 
 /** Active subscriptions of one channel with equal extra fields, joined to one native topic. */
@@ -155,6 +170,12 @@ export class Hub {
   deliver(message: BrokerMessage): void {
     const members = this.#channels.get(message.channel);
     if (!members) return;
+    const presence = members.values().next().value?.service.presence;
+    if (presence) {
+      // A presence notice is not a message: it never reaches a subscription's delivery (nor a non-presence client).
+      const control = parsePresenceControl(message.payload);
+      if (control) return this.#presenceNotice(message.channel, control, members, presence.joinLeave);
+    }
     this.#observer.received?.();
     const parsed = parsePublishedPayload(message.payload);
     // History positions count only on a history service's channel (a hand-made envelope elsewhere is plain).
@@ -203,6 +224,13 @@ export class Hub {
     }
     // The channel picks the sessions; the payload's `subscription` picks the subscription within each.
     for (const member of members) member.route(published, frame);
+  }
+
+  /** Tell the channel's members that a session joined or left (extension E3), once serialized. */
+  #presenceNotice(channel: string, control: PresenceControl, members: Set<HubMember>, joinLeave: boolean): void {
+    if (!joinLeave) return; // a node with joinLeave while this one has not: nothing for these clients
+    const text = JSON.stringify(presenceNoticeFrame(control.kind, channel, control.user));
+    for (const member of members) member.presenceNotice?.(text, control.session);
   }
 
   /**

@@ -49,4 +49,6 @@ export interface Observer {
   historyAppend?(seconds: number): void;
   /** A JWT refused (extension E2), by a fixed reason (`JWT_FAILURE_REASONS`). */
   jwtFailure?(reason: string): void;
+  /** A presence read (extension E3): a client's `presence` event, or the router's `presence()` (the admin API). */
+  presenceQuery?(source: "event" | "api"): void;
 }

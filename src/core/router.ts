@@ -8,12 +8,16 @@ import { Activity } from "./activity.ts";
 import { type Clock, raceTimeout, systemClock } from "./clock.ts";
 import { Hub } from "./hub.ts";
 import type { Observer } from "./observer.ts";
+import { type PresenceData, PresenceTracker } from "./presence_tracker.ts";
 import type { CoreContext, TokenVerifier } from "./context.ts";
 import { SESSION_HANDLERS } from "./events.ts";
 import { Session } from "./session.ts";
 import type { Transport } from "./transport.ts";
 
 const log = getLogger(["shoal", "router"]);
+
+/** What `Router.presence()` answers (extension E3): the `data` of a `presence` reply. */
+export type { PresenceData } from "./presence_tracker.ts";
 
 /** How long cancelled callbacks get to settle after the drain timeout, milliseconds. */
 const SETTLE_MS = 1000;
@@ -47,6 +51,8 @@ export class Router implements CoreContext {
   readonly history: Broker;
   readonly tokens: TokenVerifier | undefined;
   readonly activity = new Activity();
+  /** This node's presence entries (extension E3), kept in the broker. */
+  readonly presenceTracker: PresenceTracker;
   readonly #sessions = new Set<Session>();
   readonly #shutdown = new AbortController();
   #nextId = 0;
@@ -74,6 +80,12 @@ export class Router implements CoreContext {
       onRefused: (_callback, reason) => this.observer.refused?.(reason),
     });
     this.hub = new Hub(options.broker, { clock: this.clock, observer: this.observer, activity: this.activity });
+    this.presenceTracker = new PresenceTracker(options.broker, {
+      clock: this.clock,
+      observer: this.observer,
+      activity: this.activity,
+      publish: (channel, payload) => options.broker.publish(channel, payload),
+    });
   }
 
   /** Connect the broker; messages flow to the hub from then on. */
@@ -128,6 +140,18 @@ export class Router implements CoreContext {
   }
 
   /**
+   * Who is subscribed to `subscription` on every node sharing the broker (extension E3; the admin API's presence):
+   * undefined when its service has no presence (or it names no service). Rejects when the broker cannot answer.
+   */
+  async presence(subscription: string): Promise<PresenceData | undefined> {
+    const dot = subscription.indexOf(".");
+    const serviceName = dot > 0 && dot < subscription.length - 1 ? subscription.slice(0, dot) : "";
+    const service = Object.hasOwn(this.config.services, serviceName) ? this.config.services[serviceName] : undefined;
+    if (!service?.presence) return undefined;
+    return await this.presenceTracker.read(subscription, service.presence, "api");
+  }
+
+  /**
    * Graceful shutdown: refuse new sessions, close every session with 1000 (as SocketShark), let their unsubscribe
    * callbacks run for at most `shutdown.drainTimeout` seconds, then cancel what is left and close the broker.
    */
@@ -154,6 +178,8 @@ export class Router implements CoreContext {
       // Cancelled calls settle at once; give them a moment so the count below includes them.
       await raceTimeout(drained, SETTLE_MS, () => undefined, this.clock);
     }
+    // The sessions' presence entries are removed (their leaves said) while the broker still runs.
+    await raceTimeout(this.presenceTracker.close(), SETTLE_MS, () => undefined, this.clock);
     await this.broker.close();
     // Said plainly: unsubscribe callbacks that never got an answer (failed, refused, or cut by the drain timeout).
     const undelivered = this.services.abandoned - abandonedBefore;

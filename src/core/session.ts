@@ -1,7 +1,7 @@
 import { getLogger, withContext } from "@logtape/logtape";
 import { debugEnabled, REDACTED } from "../log.ts";
 import { type Close, Closes } from "../protocol/close_codes.ts";
-import { type ClientEvent, parseClientEvent } from "../protocol/client_event.ts";
+import { type ClientEvent, type EventName, parseClientEvent } from "../protocol/client_event.ts";
 import { Errors, EventError, JwtErrors, LimitErrors } from "../protocol/errors.ts";
 import { errorFrame, type Frame, INVALID_EVENT_FRAME, pongFrame, revokedFrame } from "../protocol/frames.ts";
 import { parsedWeight } from "../protocol/json.ts";
@@ -34,7 +34,7 @@ export type EventHandler = (context: CoreContext, session: Session, fields: Read
 
 /** What a session runs, passed in by its creator (the router passes `events.ts`'s). */
 export interface SessionHandlers {
-  readonly events: Readonly<Record<"auth" | "subscribe" | "message" | "unsubscribe", EventHandler>>;
+  readonly events: Readonly<Record<Exclude<EventName, "ping">, EventHandler>>;
   /** Take a subscription out of the session and the hub and stop its timers; idempotent. */
   remove(context: CoreContext, session: Session, subscription: Subscription): void;
   /** `before_unsubscribe` (verdict ignored) then `on_unsubscribe`; resolves with the former's `data`. */

@@ -300,10 +300,20 @@ export class Subscription implements HubMember {
     })));
   }
 
-  /** Stop everything this subscription owns: buffer, throttle timers, renewal and heartbeat. Idempotent. */
+  /** A presence notice about another session (extension E3): only an active subscription passes it on. */
+  presenceNotice(text: string, origin: string): void {
+    if (this.#state !== "active" || this.#lost || origin === this.session.id) return;
+    this.session.sendText(text);
+  }
+
+  /**
+   * Stop everything this subscription owns: buffer, throttle timers, renewal and heartbeat, and its presence entry.
+   * Idempotent.
+   */
   close(): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
+    if (this.service.presence) this.#router.presenceTracker?.leave(this);
     this.#buffer = undefined;
     this.#delivery?.close();
     if (this.#renewalTimer !== undefined) this.#router.clock.clearTimeout(this.#renewalTimer);

@@ -99,6 +99,14 @@ export class PrometheusMetrics {
       registers,
     });
     for (const reason of JWT_FAILURE_REASONS) jwtFailures.labels(reason).inc(0);
+    const presenceQueries = new Counter({
+      name: `${p}presence_queries_total`,
+      help: "Presence reads (extension E3), by source (event: a client's presence event; api: the admin API)",
+      labelNames: ["source"],
+      registers,
+    });
+    presenceQueries.labels("event").inc(0);
+    presenceQueries.labels("api").inc(0);
     // Label sets known up front are exported at 0, so rates and alerts work before the first occurrence.
     recoveries.labels("recovered").inc(0);
     recoveries.labels("not_recovered").inc(0);
@@ -127,6 +135,7 @@ export class PrometheusMetrics {
       historyGap: () => gaps.inc(),
       historyAppend: (seconds) => appends.observe(seconds),
       jwtFailure: (reason) => jwtFailures.labels(reason).inc(),
+      presenceQuery: (source) => presenceQueries.labels(source).inc(),
     };
   }
 

@@ -161,3 +161,39 @@ export function readOptions(raw: unknown, warnings: string[] = []): MessageOptio
   }
   return { order, orderKey, throttle, throttleKey };
 }
+
+/**
+ * A presence notice between nodes (extension E3, `joinLeave`): a session subscribed to the channel's subscription
+ * (`join`) or left it (`leave`, also when its entry expired). Published on the subscription's own channel, and told
+ * apart from a published message by having no `subscription` key, as the history envelope is.
+ */
+export interface PresenceControl {
+  readonly kind: "join" | "leave";
+  /** The session that joined or left: it gets no notice of its own. */
+  readonly session: string;
+  /** Its auth fields. */
+  readonly user: Readonly<Record<string, unknown>>;
+}
+
+/** The text every presence notice starts with (`presenceControl`): anything else is not one. */
+const PRESENCE_PREFIX = '{"presence":';
+
+/** The payload of a presence notice; `user` is the JSON text of the session's auth fields (an object). */
+export function presenceControl(kind: PresenceControl["kind"], session: string, user: string): string {
+  return `${PRESENCE_PREFIX}"${kind}","session":${JSON.stringify(session)},"user":${user}}`;
+}
+
+/** A broker payload that is a presence notice, validated; undefined for anything else (a message, say). */
+export function parsePresenceControl(payload: string): PresenceControl | undefined {
+  if (!payload.startsWith(PRESENCE_PREFIX)) return undefined;
+  const json = parseJson(payload);
+  if (!json.ok || !isPlainObject(json.value)) return undefined;
+  const o = json.value;
+  if (Object.hasOwn(o, "subscription") || (o.presence !== "join" && o.presence !== "leave")) return undefined;
+  if (typeof o.session !== "string" || !isPlainObject(o.user)) return undefined;
+  return { kind: o.presence, session: o.session, user: o.user };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}

@@ -3,7 +3,7 @@ import { MAX_EVENT_LENGTH } from "./errors.ts";
 import { parseJson } from "./json.ts";
 
 /** The names of the client events Shoal handles. */
-export type EventName = "auth" | "subscribe" | "message" | "unsubscribe" | "ping";
+export type EventName = "auth" | "subscribe" | "message" | "unsubscribe" | "presence" | "ping";
 
 /** A decoded client frame, checked only as far as the envelope; each event checks its own fields. */
 export type ClientEvent =
@@ -12,7 +12,7 @@ export type ClientEvent =
   | { readonly kind: "unknown"; readonly event: string }
   | { readonly kind: EventName; readonly fields: Readonly<Record<string, unknown>> };
 
-const KNOWN = new Set<string>(["auth", "subscribe", "message", "unsubscribe", "ping"]);
+const KNOWN = new Set<string>(["auth", "subscribe", "message", "unsubscribe", "presence", "ping"]);
 
 // Python's len() counts code points, so the 40-character limit does too.
 const Envelope = v.looseObject({

@@ -31,6 +31,14 @@ export const JwtErrors = {
   tokenExpired: "Token expired.",
 } as const;
 
+/** Shoal's own error strings for presence (extension E3). */
+export const PresenceErrors = {
+  /** A `presence` request for a subscription this session does not hold (or holds but is still setting up). */
+  notSubscribed: "Not subscribed.",
+  /** A `presence` request for a subscription of a service without `presence`. */
+  notEnabled: "Presence not enabled.",
+} as const;
+
 /** Shoal's own error strings for history and recovery (extension E1). */
 export const HistoryErrors = {
   /** A `recover` that is not `{offset: integer ≥ 0, epoch: string}`. */

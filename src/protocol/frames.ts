@@ -70,3 +70,16 @@ export function messageFrame(
   frame.sent_at = options.sentAt;
   return frame;
 }
+
+/** The reply to a `presence` event (extension E3): who is subscribed to `subscription`, on every node. */
+export function presenceFrame(
+  subscription: string,
+  data: { readonly count: number; readonly users: readonly Readonly<Record<string, unknown>>[] },
+): Frame {
+  return { event: "presence", subscription, status: "ok", data: { count: data.count, users: data.users } };
+}
+
+/** A presence notice (extension E3, `joinLeave`): another session subscribed (`join`) or left (`leave`). */
+export function presenceNoticeFrame(kind: "join" | "leave", subscription: string, user: unknown): Frame {
+  return { event: kind, subscription, data: user };
+}
