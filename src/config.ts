@@ -49,6 +49,7 @@ export const DEFAULTS = {
   log: { level: "info", format: "auto" },
   shutdown: { drainTimeout: 10 },
   console: { enabled: false },
+  admin: { reportInterval: 5 },
 } as const;
 
 /** Keys of client, published and delivered messages that an extra or filter field must not overwrite (decision 10). */
@@ -377,6 +378,28 @@ const ConfigSchema = v.strictObject({
   ),
   shutdown: v.optional(
     v.strictObject({ drainTimeout: v.optional(seconds("shutdown.drainTimeout"), DEFAULTS.shutdown.drainTimeout) }),
+    {},
+  ),
+  // The admin API at /admin/* (extension E4): on with a token; the nodes report to each other every reportInterval.
+  admin: v.optional(
+    v.strictObject({
+      token: v.optional(
+        v.pipe(
+          v.string("admin.token must be a string"),
+          v.minLength(1, "admin.token must not be empty"),
+          v.regex(TOKEN68, "admin.token may hold only letters, digits and - . _ ~ + / (then = padding), as RFC 6750 bearer tokens"),
+        ),
+      ),
+      reportInterval: v.optional(
+        v.pipe(
+          v.number("admin.reportInterval must be a number of seconds"),
+          v.finite(),
+          v.minValue(0.1, "admin.reportInterval must be at least 0.1"),
+          v.maxValue(3600, "admin.reportInterval must be at most 3600"),
+        ),
+        DEFAULTS.admin.reportInterval,
+      ),
+    }),
     {},
   ),
   // The browser console at GET /console (off by default).

@@ -21,6 +21,10 @@ export const REFUSAL_REASONS = [
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
+/** The admin API's commands (extension E4): the `command` label of the admin metric. */
+export const ADMIN_COMMANDS = ["info", "channels", "presence", "disconnect", "unsubscribe", "publish"] as const;
+export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
+
 /** Hooks for metrics; every one optional. Event names are the client's, plus `invalid` and `unknown`. */
 export interface Observer {
   connectionOpened?(): void;
@@ -51,4 +55,6 @@ export interface Observer {
   jwtFailure?(reason: string): void;
   /** A presence read (extension E3): a client's `presence` event, or the router's `presence()` (the admin API). */
   presenceQuery?(source: "event" | "api"): void;
+  /** An admin API request this node accepted (token checked), by command (extension E4). */
+  adminCommand?(command: AdminCommand): void;
 }

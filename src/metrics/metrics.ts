@@ -2,7 +2,7 @@ import { JWT_FAILURE_REASONS } from "../services/jwt_verifier.ts";
 import { getLogger } from "@logtape/logtape";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Config } from "../config.ts";
-import { type Observer, REFUSAL_REASONS } from "../core/observer.ts";
+import { ADMIN_COMMANDS, type Observer, REFUSAL_REASONS } from "../core/observer.ts";
 
 const log = getLogger(["shoal", "metrics"]);
 
@@ -99,6 +99,13 @@ export class PrometheusMetrics {
       registers,
     });
     for (const reason of JWT_FAILURE_REASONS) jwtFailures.labels(reason).inc(0);
+    const adminCommands = new Counter({
+      name: `${p}admin_commands_total`,
+      help: "Admin API requests accepted by this node (extension E4), by command",
+      labelNames: ["command"],
+      registers,
+    });
+    for (const command of ADMIN_COMMANDS) adminCommands.labels(command).inc(0);
     const presenceQueries = new Counter({
       name: `${p}presence_queries_total`,
       help: "Presence reads (extension E3), by source (event: a client's presence event; api: the admin API)",
@@ -136,6 +143,7 @@ export class PrometheusMetrics {
       historyAppend: (seconds) => appends.observe(seconds),
       jwtFailure: (reason) => jwtFailures.labels(reason).inc(),
       presenceQuery: (source) => presenceQueries.labels(source).inc(),
+      adminCommand: (command) => adminCommands.labels(command).inc(),
     };
   }
 

@@ -26,4 +26,6 @@ export const Closes = {
   slowConsumer: { code: 1013, reason: "slow consumer" },
   /** A connection accepted past `limits.maxConnections` in a race with the upgrade check. */
   tooManyConnections: { code: 1013, reason: "too many connections" },
+  /** An operator's `POST /admin/disconnect` (extension E4), sent after the session's unsubscribe callbacks ran. */
+  disconnected: { code: 4000, reason: "disconnected" },
 } as const satisfies Readonly<Record<string, Close>>;

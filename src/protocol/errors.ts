@@ -51,6 +51,12 @@ export const HistoryErrors = {
   insufficientState: "Insufficient state.",
 } as const;
 
+/** Shoal's own error strings for the admin API (extension E4). */
+export const AdminErrors = {
+  /** The revocation notice of a subscription an operator ended (`POST /admin/unsubscribe`). */
+  unsubscribed: "Unsubscribed.",
+} as const;
+
 /** Longest event name that still counts as a valid envelope. */
 export const MAX_EVENT_LENGTH = 40;
 
