@@ -6,6 +6,7 @@ import { debugEnabled } from "../log.ts";
 import { ServiceClient } from "../services/service_client.ts";
 import { Activity } from "./activity.ts";
 import { type Clock, raceTimeout, systemClock } from "./clock.ts";
+import { CONTROL_CHANNEL } from "./control_message.ts";
 import { Hub } from "./hub.ts";
 import type { Observer } from "./observer.ts";
 import { type PresenceData, PresenceTracker } from "./presence_tracker.ts";
@@ -13,11 +14,18 @@ import type { CoreContext, TokenVerifier } from "./context.ts";
 import { SESSION_HANDLERS } from "./events.ts";
 import { Session } from "./session.ts";
 import type { Transport } from "./transport.ts";
+import type { BrokerMessage } from "../broker/broker.ts";
 
 const log = getLogger(["shoal", "router"]);
 
 /** What `Router.presence()` answers (extension E3): the `data` of a `presence` reply. */
 export type { PresenceData } from "./presence_tracker.ts";
+
+/** What the router needs of the admin API's control module (`control.ts`): its channel's messages, and a stop. */
+export interface ControlReceiver {
+  receive(message: BrokerMessage): void;
+  close(): Promise<void>;
+}
 
 /** How long cancelled callbacks get to settle after the drain timeout, milliseconds. */
 const SETTLE_MS = 1000;
@@ -55,8 +63,10 @@ export class Router implements CoreContext {
   readonly presenceTracker: PresenceTracker;
   readonly #sessions = new Set<Session>();
   readonly #shutdown = new AbortController();
+  /** This node's id among the nodes sharing the broker; every session id starts with it. */
+  readonly nodeId = Math.random().toString(36).slice(2, 8);
   #nextId = 0;
-  #idPrefix = Math.random().toString(36).slice(2, 8);
+  #control: ControlReceiver | undefined;
   #stopping: Promise<void> | undefined;
   #brokerReady = false;
   readonly #onFatal: ((reason: string) => void) | undefined;
@@ -91,7 +101,9 @@ export class Router implements CoreContext {
   /** Connect the broker; messages flow to the hub from then on. */
   async start(): Promise<void> {
     await this.broker.start({
-      onMessage: (message) => this.hub.deliver(message),
+      // The control channel (admin API, extension E4) is no subscription: its messages never reach the hub.
+      onMessage: (message) =>
+        message.channel === CONTROL_CHANNEL ? this.#control?.receive(message) : this.hub.deliver(message),
       onStatus: (status) => this.#brokerStatus(status),
     });
   }
@@ -109,6 +121,16 @@ export class Router implements CoreContext {
     return this.#sessions.size;
   }
 
+  /** This node's sessions (the admin API's control module walks them). */
+  sessions(): IterableIterator<Session> {
+    return this.#sessions.values();
+  }
+
+  /** Pass the control channel's messages to `control` from now on, and close it first at shutdown. */
+  useControl(control: ControlReceiver): void {
+    this.#control = control;
+  }
+
   /**
    * A new connection; undefined while shutting down or, past `limits.maxConnections` (upgrades that raced past
    * the server's check), when full: the caller closes it.
@@ -121,7 +143,7 @@ export class Router implements CoreContext {
       return undefined;
     }
     const session = new Session(this, transport, {
-      id: `${this.#idPrefix}-${++this.#nextId}`,
+      id: `${this.nodeId}-${++this.#nextId}`,
       handlers: SESSION_HANDLERS,
       onClosed: (closed) => this.sessionClosed(closed),
     });
@@ -165,6 +187,8 @@ export class Router implements CoreContext {
     const abandonedBefore = this.services.abandoned;
     log.info("shutting down", { sessions });
     this.observer.ready?.(false);
+    // Other nodes forget this one at once rather than after three report intervals.
+    await this.#control?.close();
     const drained = Promise.all([...this.#sessions].map((s) => s.close(Closes.normal)));
     const outcome = await raceTimeout(
       drained.then(() => "drained" as const),

@@ -218,6 +218,17 @@ export class Session implements SubscriptionOwner {
   }
 
   /**
+   * Tear the session down as a disconnect does (unsubscribe callbacks included), and only then close the connection
+   * with `close`: an operator's disconnect (extension E4), so the service hears of it before the client can come back.
+   * Does nothing more if the session was already closing.
+   */
+  async closeAfterCallbacks(close: Close): Promise<void> {
+    if (this.#closing) return await this.#closing;
+    await this.disconnected();
+    this.#transport.close(close.code, close.reason);
+  }
+
+  /**
    * The connection is gone (or going): ignore further events, let the running one finish, then remove every
    * subscription newest first, calling `before_unsubscribe` and `on_unsubscribe` for each. Idempotent.
    */
