@@ -10,6 +10,7 @@ import { createBroker } from "./src/broker/create_broker.ts";
 import { runHealthcheck } from "./src/cli/healthcheck.ts";
 import { checkExposure, loadConfig } from "./src/cli/load_config.ts";
 import { type Config, ConfigError, parsePort } from "./src/config.ts";
+import { Control } from "./src/core/control.ts";
 import { Router } from "./src/core/router.ts";
 import { JwtVerifier } from "./src/services/jwt_verifier.ts";
 import { setupLogging } from "./src/log.ts";
@@ -101,6 +102,7 @@ function endpoints(config: Config): string[] {
   if (config.publish.token) list.push("POST /publish");
   if (config.metrics.prometheus && config.metrics.prometheus.port === undefined) list.push("/metrics");
   if (config.console.enabled) list.push("/console");
+  if (config.admin.token) list.push("/admin");
   return list;
 }
 
@@ -113,6 +115,7 @@ function summary(config: Config, path: string, fromEnv: readonly string[]): stri
     `  auth        ${[config.authentication.ticket && "ticket", config.authentication.jwt && "jwt"].filter(Boolean).join(", ") || "none"}`,
     `  services    ${services.length ? services.join(", ") : "(none)"}`,
     `  publish API ${config.publish.token ? "enabled" : "disabled"}`,
+    `  admin API   ${config.admin.token ? "enabled" : "disabled"}`,
     `  endpoints   ${endpoints(config).join(", ")}`,
     `  metrics     ${config.metrics.prometheus ? "prometheus" : "off"}`,
     `  from env    ${fromEnv.length ? fromEnv.join(", ") : "(none)"}`,
@@ -177,6 +180,27 @@ async function start(
     process.exitCode = 1;
     return undefined;
   }
+  // The admin API's link to the other nodes on the broker (extension E4): only when the API is on.
+  const control = config.admin.token
+    ? new Control({
+      bus: router.broker,
+      node: router,
+      id: router.nodeId,
+      runtime: `${runtime.name} ${runtime.version}`,
+      version: VERSION,
+      interval: config.admin.reportInterval,
+    })
+    : undefined;
+  if (control) {
+    router.useControl(control);
+    try {
+      await control.start();
+    } catch (error) {
+      log.fatal("could not subscribe the admin API's control channel", { error: String(error) });
+      process.exitCode = 1;
+      return await abandon(router);
+    }
+  }
 
   const tls = config.ws.tls
     ? { cert: await runtime.readTextFile(config.ws.tls.cert), key: await runtime.readTextFile(config.ws.tls.key) }
@@ -187,6 +211,7 @@ async function start(
     upgradeWebSocket: runtime.upgradeWebSocket,
     socket: runtime.socket,
     metrics: prometheus?.port === undefined ? metrics.prometheus : undefined,
+    control,
   });
   const listener = listen("ws", config.ws.host, config.ws.port, () =>
     runtime.serve(app, {

@@ -2,6 +2,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { UpgradeWebSocket } from "hono/ws";
+import type { Control } from "../core/control.ts";
 import type { RefusalReason } from "../core/observer.ts";
 import type { Router } from "../core/router.ts";
 import { debugEnabled } from "../log.ts";
@@ -10,6 +11,7 @@ import type { PrometheusMetrics } from "../metrics/metrics.ts";
 import type { SocketSupport } from "../runtime/runtime.ts";
 import { BufferSweeper, connectionContext, newConnection } from "./connection.ts";
 import { OriginPolicy } from "./origin_policy.ts";
+import { addAdminRoutes } from "./admin_api.ts";
 import { addConsoleRoute } from "./console.ts";
 import { addPublishRoute } from "./publish_api.ts";
 import { upgradeProblem } from "./upgrade_request.ts";
@@ -24,10 +26,13 @@ export interface AppOptions {
   readonly socket: SocketSupport;
   /** Serve `GET /metrics` on this app (Prometheus configured without its own port). */
   readonly metrics?: PrometheusMetrics;
+  /** The admin API's link to every node (built when `admin.token` is set). */
+  readonly control?: Control;
 }
 
 /**
- * The HTTP surface: the WebSocket endpoint on any path (as SocketShark), `POST /publish`, `/healthz`, `/readyz`.
+ * The HTTP surface: the WebSocket endpoint on any path (as SocketShark), `POST /publish`, `/admin/*`, `/healthz`,
+ * `/readyz`.
  * Runtime-free: the runtime passes in its upgrade helper.
  */
 export function createApp(options: AppOptions): Hono {
@@ -65,6 +70,7 @@ export function createApp(options: AppOptions): Hono {
   }
 
   addPublishRoute(app, router);
+  addAdminRoutes(app, router, options.control);
   addConsoleRoute(app, router.config.console.enabled);
 
   app.get("*", upgradeGate(router));
