@@ -1,5 +1,5 @@
 import type { PresenceChange, PresenceData, PresenceEntry, PresenceExpiry } from "../core/presence_tracker.ts";
-import { parseJson } from "../protocol/json.ts";
+import { MAX_JSON_DEPTH, parseJson } from "../protocol/json.ts";
 import { hasHashTag, type LuaScript, luaScript } from "./history_script.ts";
 
 /**
@@ -83,7 +83,8 @@ return reply
 
 /**
  * Reads (KEYS entries, expiries). Removes the expired entries, then returns {count C, number of distinct auth
- * fields U, U auth fields, then session/auth-fields pairs of the entries it removed}.
+ * fields U, the U auth fields joined by newlines (one string: a 10,000-user room is one bulk reply, not 10,000),
+ * then session/auth-fields pairs of the entries it removed}.
  */
 export const PRESENCE_READ_SCRIPT = `-- Shoal presence read (extension E3): who is present, each distinct auth-fields object once.
 -- KEYS[1..2]  as for the write script: entries (hash), expiries (zset)
@@ -101,14 +102,14 @@ for _, session in ipairs(redis.call('ZRANGEBYSCORE', expiries, '-inf', now)) do
   redis.call('HDEL', entries, session)
 end
 redis.call('ZREMRANGEBYSCORE', expiries, '-inf', now)
-local reply, seen = {redis.call('HLEN', entries), 0}, {}
+local users, seen = {}, {}
 for _, user in ipairs(redis.call('HVALS', entries)) do
   if not seen[user] then
     seen[user] = true
-    reply[#reply + 1] = user
+    users[#users + 1] = user
   end
 end
-reply[2] = #reply - 2
+local reply = {redis.call('HLEN', entries), #users, table.concat(users, '\\n')}
 for _, value in ipairs(gone) do reply[#reply + 1] = value end
 return reply
 `;
@@ -162,16 +163,33 @@ export function parsePresenceUpdate(replies: readonly unknown[]): PresenceExpiry
 export function parsePresenceRead(reply: unknown): PresenceData & PresenceExpiry {
   if (
     !Array.isArray(reply) || typeof reply[0] !== "number" || typeof reply[1] !== "number" ||
-    reply.length < 2 + reply[1] || (reply.length - 2 - reply[1]) % 2 !== 0
+    typeof reply[2] !== "string" || (reply.length - 3) % 2 !== 0
   ) {
     throw new Error(`unexpected reply from the presence read script: ${preview(reply)}`);
   }
+  return { count: reply[0], users: joinedUsers(reply[2], reply[1]), expired: entries(reply.slice(3)) };
+}
+
+/**
+ * Auth fields joined by newlines: as one JSON array (one parse for the whole room), since Shoal writes them without
+ * newlines; anything else (a value written by hand) is read one line at a time and kept only if it is an object.
+ */
+function joinedUsers(joined: string, count: number): Readonly<Record<string, unknown>>[] {
+  if (count === 0) return [];
+  const all = parseJson(`[${joined.replaceAll("\n", ",")}]`, MAX_JSON_DEPTH + 1);
+  if (all.ok && Array.isArray(all.value) && all.value.length === count && all.value.every(isObject)) {
+    return all.value as Record<string, unknown>[];
+  }
   const users: Readonly<Record<string, unknown>>[] = [];
-  for (const text of reply.slice(2, 2 + reply[1])) {
-    const fields = typeof text === "string" ? userFields(text) : undefined;
+  for (const line of joined.split("\n")) {
+    const fields = userFields(line);
     if (fields) users.push(fields);
   }
-  return { count: reply[0], users, expired: entries(reply.slice(2 + reply[1])) };
+  return users;
+}
+
+function isObject(value: unknown): boolean {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
 /** Session/auth-fields pairs, the auth fields checked to be a JSON object. */
@@ -186,8 +204,7 @@ function entries(pairs: readonly unknown[]): PresenceEntry[] {
 
 function userFields(text: string): Readonly<Record<string, unknown>> | undefined {
   const json = parseJson(text);
-  if (!json.ok || json.value === null || typeof json.value !== "object" || Array.isArray(json.value)) return undefined;
-  return json.value as Record<string, unknown>;
+  return json.ok && isObject(json.value) ? json.value as Record<string, unknown> : undefined;
 }
 
 function preview(reply: unknown): string {

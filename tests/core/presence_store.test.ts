@@ -74,12 +74,19 @@ test("script replies: parsed and checked; auth fields that are not a JSON object
   assert.deepEqual(parsePresenceUpdate([[1, "b", "[1]"]]), { expired: [], restored: [] });
   assert.throws(() => parsePresenceUpdate([[2, "b", "{}"]]), /presence write script/);
   assert.throws(() => parsePresenceUpdate(["OK"]), /presence write script/);
-  assert.deepEqual(parsePresenceRead([3, 2, '{"u":1}', "not json", "dead", '{"u":9}']), {
+  assert.deepEqual(parsePresenceRead([3, 2, '{"u":1}\n{"u":2,"v":{"w":[1]}}', "dead", '{"u":9}']), {
     count: 3,
-    users: [{ u: 1 }],
+    users: [{ u: 1 }, { u: 2, v: { w: [1] } }],
     expired: [{ session: "dead", user: '{"u":9}' }],
   });
-  assert.deepEqual(parsePresenceRead([0, 0]), { count: 0, users: [], expired: [] });
-  assert.throws(() => parsePresenceRead([1, 2, "{}"]), /presence read script/);
+  // Values not written by Shoal (not JSON, not an object, with a newline of their own): each line on its own.
+  assert.deepEqual(parsePresenceRead([4, 4, '{"u":1}\nnot json\n[1]\n{"u":\n2}', "dead", "[]"]), {
+    count: 4,
+    users: [{ u: 1 }],
+    expired: [],
+  });
+  assert.deepEqual(parsePresenceRead([0, 0, ""]), { count: 0, users: [], expired: [] });
+  assert.throws(() => parsePresenceRead([1, 1]), /presence read script/);
+  assert.throws(() => parsePresenceRead([1, 1, "{}", "dead"]), /presence read script/);
   assert.throws(() => parsePresenceRead(null), /presence read script/);
 });
