@@ -68,7 +68,7 @@ async function auth(router: CoreContext, session: Session, fields: Fields): Prom
 }
 
 /**
- * `auth` with `method: "jwt"` (extension E2, docs/protocol.md §17): the auth fields come from the verified claims;
+ * `auth` with `method: "jwt"` (extension E2, docs/protocol.md §4.4): the auth fields come from the verified claims;
  * the identity lapses at the token's `exp` (plus the leeway) unless a newer token is accepted first.
  */
 async function jwtAuth(router: CoreContext, session: Session, fields: Fields): Promise<void> {
@@ -261,7 +261,7 @@ async function unsubscribe(router: CoreContext, session: Session, fields: Fields
 }
 
 /**
- * `presence` (extension E3, docs/protocol.md §17): who is subscribed to the name on every node. The name is
+ * `presence` (extension E3, docs/protocol.md §18): who is subscribed to the name on every node. The name is
  * checked first, as for `message` and `unsubscribe`, then the service, then this session's subscription.
  */
 async function presence(router: CoreContext, session: Session, fields: Fields): Promise<void> {
