@@ -58,6 +58,15 @@ export default {
   // listed fields of a `{"status":"ok",...}` answer become the session's identity.
   authentication: {
     // ticket: { validationUrl: "http://auth-service/auth/ticket/", authFields: ["session_id", "user_id"] },
+    // JWTs (`{"event":"auth","method":"jwt","token":T}`): exactly one of secret (HS*), publicKey (PEM) or jwksUrl.
+    // jwt: {
+    //   algorithms: ["RS256"],
+    //   jwksUrl: "https://login.example.com/.well-known/jwks.json",
+    //   issuer: "https://login.example.com/",
+    //   audience: "shoal",
+    //   authFields: ["user_id"],
+    //   leeway: 30, // seconds of clock skew; the identity lapses at exp + leeway
+    // },
   },
 
   services: {
@@ -84,6 +93,8 @@ export default {
     //   onAuthorizationChange: "http://books/on_authorization_change/",
     //   heartbeatPeriod: 30,
     //   onHeartbeat: "http://books/heartbeat/",
+    //   history: { size: 1000, ttl: 600 }, // keep the last 1000 messages 10 min: clients recover what they missed
+    //   presence: { joinLeave: true }, // the presence event, and join/leave frames to the other subscribers
     // },
   },
 
@@ -121,4 +132,7 @@ export default {
   // The browser console at http://127.0.0.1:9000/console: connect, subscribe, send, publish, watch every frame.
   // Off by default; on here for the quick start.
   console: { enabled: true },
+
+  // The admin API at /admin/* (info, channels, presence, disconnect, unsubscribe, publish), on every node at once:
+  // admin: { token: "a-long-random-token", reportInterval: 5 },
 } satisfies ConfigInput;
