@@ -10,6 +10,7 @@ export const ENV_VARIABLES = {
   SHOAL_LOG_LEVEL: "log.level",
   SHOAL_LOG_FORMAT: "log.format",
   SHOAL_PUBLISH_TOKEN: "publish.token",
+  SHOAL_ADMIN_TOKEN: "admin.token",
   SHOAL_METRICS_PORT: "metrics.prometheus.port",
 } as const;
 
@@ -90,6 +91,8 @@ export function applyEnv(
   }
   const publishToken = read("SHOAL_PUBLISH_TOKEN", "publish.token");
   if (publishToken !== undefined) config.publish = { ...object(config.publish), token: publishToken };
+  const adminToken = read("SHOAL_ADMIN_TOKEN", "admin.token");
+  if (adminToken !== undefined) config.admin = { ...object(config.admin), token: adminToken };
   const metricsPort = read("SHOAL_METRICS_PORT", "metrics.prometheus.port");
   if (metricsPort !== undefined) {
     const metrics = object(config.metrics);

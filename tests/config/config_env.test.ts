@@ -98,3 +98,11 @@ test("checkExposure: the example publish token only on loopback", () => {
     checkExposure(config(host));
   }
 });
+
+test("env: SHOAL_ADMIN_TOKEN sets admin.token, keeping the config's other admin keys", () => {
+  const { input, applied } = applyEnv({ admin: { reportInterval: 2 } }, env({ SHOAL_ADMIN_TOKEN: "adm1n" }));
+  assert.deepEqual(input.admin, { reportInterval: 2, token: "adm1n" });
+  assert.deepEqual(applied, ["SHOAL_ADMIN_TOKEN"]);
+  const bad = applyEnv({}, env({ SHOAL_ADMIN_TOKEN: "has space" }));
+  assert.throws(() => parseConfig(bad.input, bad.origins), /SHOAL_ADMIN_TOKEN="has space" \(sets admin\.token\)/);
+});
