@@ -1997,7 +1997,9 @@ function publication(rng: Rng, world: FuzzWorld): Publication {
     const parsed = parseMessageText(body);
     if (parsed === undefined) return { ...base, statuses: [400] };
     const list = Array.isArray(parsed) ? parsed : [parsed];
-    if (!list.every(validMessage)) return { ...base, statuses: [400] };
+    // POST /publish also refuses a subscription name no client could subscribe to (a lone surrogate).
+    const publishable = (m: unknown) => validMessage(m) && ((m as Frame).subscription as string).isWellFormed();
+    if (!list.every(publishable)) return { ...base, statuses: [400] };
     return { ...base, statuses: [200], messages: list as Frame[] };
   };
   const redisPublish = (what: string, channel: string | undefined, text: string): Publication => {
