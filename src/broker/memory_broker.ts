@@ -1,6 +1,6 @@
 import { type Clock, systemClock } from "../core/clock.ts";
 import { historyEnvelope } from "../protocol/broker_message.ts";
-import type { PresenceChange, PresenceData, PresenceExpiry } from "../core/presence_tracker.ts";
+import type { PresenceChange, PresenceExpiry, PresenceSnapshot } from "../core/presence_tracker.ts";
 import type { Appended, Broker, BrokerHandlers, HistoryOptions, HistoryState } from "./broker.ts";
 import { MemoryHistories } from "./memory_history.ts";
 import { MemoryPresenceStore } from "./memory_presence.ts";
@@ -78,7 +78,7 @@ export class MemoryBroker implements Broker {
     return this.#presence.updatePresence(channel, change);
   }
 
-  readPresence(channel: string): Promise<PresenceData & PresenceExpiry> {
+  readPresence(channel: string): Promise<PresenceSnapshot & PresenceExpiry> {
     if (this.#closed) return Promise.reject(new Error("broker closed"));
     return this.#presence.readPresence(channel);
   }

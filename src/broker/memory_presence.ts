@@ -1,21 +1,25 @@
 import type { Clock } from "../core/clock.ts";
 import type {
   PresenceChange,
-  PresenceData,
   PresenceEntry,
   PresenceExpiry,
+  PresenceSnapshot,
   PresenceStore,
+  PresenceUser,
 } from "../core/presence_tracker.ts";
-
-/** A channel's entries, and a time no entry expires before (rewrites only move expiries later). */
-interface Entries extends Map<string, Stored> {
-  nextExpiry?: number;
-}
 
 interface Stored {
   readonly user: string;
-  readonly fields: Readonly<Record<string, unknown>>;
   expiresAt: number;
+}
+
+/** One subscription name's entries, and its distinct users kept up to date with them (a read walks no entry). */
+interface Channel {
+  readonly entries: Map<string, Stored>;
+  /** Auth-fields text → the user and how many entries have it. */
+  readonly users: Map<string, { readonly user: PresenceUser; count: number }>;
+  /** No entry expires before this (rewrites only move expiries later), so most calls need not walk the entries. */
+  nextExpiry: number | undefined;
 }
 
 /**
@@ -24,7 +28,7 @@ interface Stored {
  */
 export class MemoryPresenceStore implements PresenceStore {
   readonly #clock: Clock;
-  readonly #channels = new Map<string, Entries>();
+  readonly #channels = new Map<string, Channel>();
 
   constructor(clock: Clock) {
     this.#clock = clock;
@@ -32,33 +36,44 @@ export class MemoryPresenceStore implements PresenceStore {
 
   updatePresence(channel: string, change: PresenceChange): Promise<PresenceExpiry & { readonly restored: readonly string[] }> {
     const now = this.#clock.now();
-    let entries = this.#channels.get(channel);
-    const adding = new Set(change.add.map((e) => e.session));
-    const expired = entries ? this.#purge(entries, now, adding) : [];
+    let state = this.#channels.get(channel);
+    const expired = state ? this.#purge(state, now, new Set(change.add.map((e) => e.session))) : [];
     const restored: string[] = [];
-    if (change.add.length > 0 && !entries) this.#channels.set(channel, entries = new Map());
+    if (change.add.length > 0 && !state) {
+      this.#channels.set(channel, state = { entries: new Map(), users: new Map(), nextExpiry: undefined });
+    }
     const expiresAt = now + change.ttl * 1000;
     for (const { session, user } of change.add) {
-      const stored = entries!.get(session);
+      const stored = state!.entries.get(session);
       if (!stored) restored.push(session);
-      if (stored?.user === user) stored.expiresAt = expiresAt;
-      else entries!.set(session, { user, fields: JSON.parse(user), expiresAt });
+      if (stored?.user === user) {
+        stored.expiresAt = expiresAt;
+        continue;
+      }
+      if (stored) this.#forget(state!, stored.user);
+      state!.entries.set(session, { user, expiresAt });
+      const known = state!.users.get(user);
+      if (known) known.count++;
+      else state!.users.set(user, { user: { text: user, fields: JSON.parse(user) }, count: 1 });
     }
-    if (entries && change.add.length > 0) entries.nextExpiry = Math.min(entries.nextExpiry ?? expiresAt, expiresAt);
-    for (const session of change.remove) entries?.delete(session);
-    if (entries?.size === 0) this.#channels.delete(channel);
+    if (state && change.add.length > 0) state.nextExpiry = Math.min(state.nextExpiry ?? expiresAt, expiresAt);
+    for (const session of change.remove) {
+      const stored = state?.entries.get(session);
+      if (!stored) continue;
+      state!.entries.delete(session);
+      this.#forget(state!, stored.user);
+    }
+    if (state?.entries.size === 0) this.#channels.delete(channel);
     return Promise.resolve({ expired, restored });
   }
 
-  readPresence(channel: string): Promise<PresenceData & PresenceExpiry> {
-    const entries = this.#channels.get(channel);
-    if (!entries) return Promise.resolve({ count: 0, users: [], expired: [] });
-    const expired = this.#purge(entries, this.#clock.now());
-    const users = new Map<string, Readonly<Record<string, unknown>>>();
-    for (const stored of entries.values()) if (!users.has(stored.user)) users.set(stored.user, stored.fields);
-    const count = entries.size;
+  readPresence(channel: string): Promise<PresenceSnapshot & PresenceExpiry> {
+    const state = this.#channels.get(channel);
+    if (!state) return Promise.resolve({ count: 0, users: [], expired: [] });
+    const expired = this.#purge(state, this.#clock.now());
+    const count = state.entries.size;
     if (count === 0) this.#channels.delete(channel);
-    return Promise.resolve({ count, users: [...users.values()], expired });
+    return Promise.resolve({ count, users: [...state.users.values()].map((u) => u.user), expired });
   }
 
   /** Forget everything (the broker closed). */
@@ -66,21 +81,26 @@ export class MemoryPresenceStore implements PresenceStore {
     this.#channels.clear();
   }
 
+  #forget(state: Channel, user: string): void {
+    const known = state.users.get(user);
+    if (known && --known.count === 0) state.users.delete(user);
+  }
+
   /** Remove the entries past their expiry (but those being rewritten now) and return them. */
-  #purge(entries: Entries, now: number, keep?: ReadonlySet<string>): PresenceEntry[] {
+  #purge(state: Channel, now: number, keep?: ReadonlySet<string>): PresenceEntry[] {
     const expired: PresenceEntry[] = [];
-    // Most calls come before any entry can have expired: no walk over a large channel for them.
-    if (entries.nextExpiry !== undefined && entries.nextExpiry > now) return expired;
+    if (state.nextExpiry !== undefined && state.nextExpiry > now) return expired;
     let next: number | undefined;
-    for (const [session, stored] of entries) {
+    for (const [session, stored] of state.entries) {
       if (stored.expiresAt > now || keep?.has(session)) {
         next = Math.min(next ?? stored.expiresAt, stored.expiresAt);
         continue;
       }
-      entries.delete(session);
+      state.entries.delete(session);
+      this.#forget(state, stored.user);
       expired.push({ session, user: stored.user });
     }
-    entries.nextExpiry = next;
+    state.nextExpiry = next;
     return expired;
   }
 }

@@ -21,12 +21,12 @@ import {
   parsePresenceRead,
   parsePresenceUpdate,
   presenceKeys,
-  presenceReadScript,
+  presencePurgeScript,
   presenceUpdateArgs,
   presenceUpdateScript,
 } from "./presence_script.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
-import type { PresenceChange, PresenceData, PresenceExpiry } from "../core/presence_tracker.ts";
+import type { PresenceChange, PresenceExpiry, PresenceSnapshot } from "../core/presence_tracker.ts";
 
 const log = getLogger(["shoal", "broker"]);
 
@@ -192,10 +192,11 @@ export class UpstashBroker implements Broker {
     return parsePresenceUpdate(replies);
   }
 
-  async readPresence(channel: string): Promise<PresenceData & PresenceExpiry> {
+  async readPresence(channel: string): Promise<PresenceSnapshot & PresenceExpiry> {
     if (this.#closed) throw new Error("broker closed");
     const keys = presenceKeys(this.#config.channelPrefix + channel);
-    return parsePresenceRead(await this.#eval(presenceReadScript, [keys.entries, keys.expiries], []));
+    const purged = await this.#eval(presencePurgeScript, [keys.entries, keys.expiries], []);
+    return parsePresenceRead(purged, await this.#commands.run(() => this.#redis.hvals(keys.entries)));
   }
 
   close(): Promise<void> {

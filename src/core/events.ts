@@ -7,7 +7,7 @@ import {
   readOptions,
 } from "../protocol/broker_message.ts";
 import { Errors, EventError, HistoryErrors, JwtErrors, LimitErrors, PresenceErrors } from "../protocol/errors.ts";
-import { okFrame, presenceFrame } from "../protocol/frames.ts";
+import { okFrame, presenceReplyText } from "../protocol/frames.ts";
 import { getLogger } from "@logtape/logtape";
 import { truthy } from "../protocol/pyvalues.ts";
 import { utf8Exceeds } from "../protocol/utf8.ts";
@@ -269,14 +269,14 @@ async function presence(router: CoreContext, session: Session, fields: Fields): 
   const tracker = router.presenceTracker;
   if (!service.presence || !tracker) throw new EventError(PresenceErrors.notEnabled);
   if (!session.subscriptions.get(name)?.active) throw new EventError(PresenceErrors.notSubscribed);
-  let data;
+  let found;
   try {
-    data = await tracker.read(name, service.presence, "event");
+    found = await tracker.read(name, service.presence, "event");
   } catch (error) {
     if (session.open) log.warn("presence read failed", { subscription: name, error: String(error) });
     throw new EventError(Errors.serviceUnavailable);
   }
-  session.send(presenceFrame(name, data));
+  session.sendText(presenceReplyText(name, found.count, found.users.map((user) => user.text)));
 }
 
 /** Take a subscription out of the session and the hub and stop its timers. Idempotent. */

@@ -20,9 +20,23 @@ export interface PresenceSettings {
 /** Who is subscribed to one subscription name, on every node: the `data` of a `presence` reply. */
 export interface PresenceData {
   /** Sessions subscribed. */
-  readonly count: number;
+  count: number;
   /** Their auth fields, each distinct object once. */
-  readonly users: Readonly<Record<string, unknown>>[];
+  users: Record<string, unknown>[];
+}
+
+/** One distinct user of a presence: its auth fields, and their JSON text as stored (what a reply is built from). */
+export interface PresenceUser {
+  readonly text: string;
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+/** A presence as read from the store. */
+export interface PresenceSnapshot {
+  /** Sessions subscribed. */
+  readonly count: number;
+  /** Each distinct auth-fields object once; a text is a JSON object, checked where it was read. */
+  readonly users: readonly PresenceUser[];
 }
 
 /** One session's entry in a subscription's presence. */
@@ -56,7 +70,7 @@ export interface PresenceStore {
   /** Add, rewrite and remove entries of one channel. `restored`: sessions of `add` that had no entry any more. */
   updatePresence(channel: string, change: PresenceChange): Promise<PresenceExpiry & { readonly restored: readonly string[] }>;
   /** The channel's live entries: how many, and each distinct auth-fields object once. */
-  readPresence(channel: string): Promise<PresenceData & PresenceExpiry>;
+  readPresence(channel: string): Promise<PresenceSnapshot & PresenceExpiry>;
 }
 
 /** What the tracker needs of a subscription. */
@@ -161,7 +175,7 @@ export class PresenceTracker {
    * Who is subscribed to `name` on every node. Entries found expired are removed (and their `leave` said) by the
    * read. Rejects when the store cannot answer.
    */
-  async read(name: string, settings: PresenceSettings, source: "event" | "api"): Promise<PresenceData> {
+  async read(name: string, settings: PresenceSettings, source: "event" | "api"): Promise<PresenceSnapshot> {
     this.#observer.presenceQuery?.(source);
     const found = await this.#store.readPresence(name);
     if (settings.joinLeave) void this.#announce(name, found.expired.map((e) => ({ kind: "leave", ...e })));

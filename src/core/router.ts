@@ -170,7 +170,8 @@ export class Router implements CoreContext {
     const serviceName = dot > 0 && dot < subscription.length - 1 ? subscription.slice(0, dot) : "";
     const service = Object.hasOwn(this.config.services, serviceName) ? this.config.services[serviceName] : undefined;
     if (!service?.presence) return undefined;
-    return await this.presenceTracker.read(subscription, service.presence, "api");
+    const found = await this.presenceTracker.read(subscription, service.presence, "api");
+    return { count: found.count, users: found.users.map((user) => ({ ...user.fields })) };
   }
 
   /**

@@ -9,12 +9,24 @@ import {
   parsePresenceRead,
   parsePresenceUpdate,
   presenceKeys,
+  presencePurgeScript,
   presenceUpdateArgs,
+  presenceUpdateScript,
+  presenceValuesScript,
 } from "../../src/broker/presence_script.ts";
 import { historyKeys } from "../../src/broker/history_script.ts";
+import { RedisBroker } from "../../src/broker/redis_broker.ts";
+import { DEFAULTS } from "../../src/config.ts";
 import { FakeClock } from "../support/fake_clock.ts";
+import { fakeLinks } from "../support/fake_link.ts";
 
 const entry = (session: string, user: unknown = { id: session }) => ({ session, user: JSON.stringify(user) });
+
+/** A read with each user as its auth fields (after checking that its text is what it parses from). */
+function plain<T extends { users: readonly { text: string; fields: unknown }[] }>(read: T): Omit<T, "users"> & { users: unknown[] } {
+  for (const user of read.users) assert.deepEqual(JSON.parse(user.text), user.fields);
+  return { ...read, users: read.users.map((user) => user.fields) };
+}
 
 test("memory store: add, rewrite, remove; count and distinct users; restored = had no entry", async () => {
   const store = new MemoryPresenceStore(new FakeClock());
@@ -22,8 +34,8 @@ test("memory store: add, rewrite, remove; count and distinct users; restored = h
   assert.deepEqual(first, { expired: [], restored: ["a", "b"] });
   const again = await store.updatePresence("c", { add: [entry("a", { u: 1 }), entry("c", { u: 2 })], remove: ["b"], ttl: 30 });
   assert.deepEqual(again, { expired: [], restored: ["c"] });
-  assert.deepEqual(await store.readPresence("c"), { count: 2, users: [{ u: 1 }, { u: 2 }], expired: [] });
-  assert.deepEqual(await store.readPresence("other"), { count: 0, users: [], expired: [] });
+  assert.deepEqual(plain(await store.readPresence("c")), { count: 2, users: [{ u: 1 }, { u: 2 }], expired: [] });
+  assert.deepEqual(plain(await store.readPresence("other")), { count: 0, users: [], expired: [] });
 });
 
 test("memory store: an entry not rewritten within ttl expires; the first call that sees it reports it, once", async () => {
@@ -35,10 +47,10 @@ test("memory store: an entry not rewritten within ttl expires; the first call th
   await clock.advance(10_000);
   const write = await store.updatePresence("c", { add: [entry("a")], remove: [], ttl: 30 });
   assert.deepEqual(write.expired, [entry("b")]);
-  assert.deepEqual(await store.readPresence("c"), { count: 1, users: [{ id: "a" }], expired: [] });
+  assert.deepEqual(plain(await store.readPresence("c")), { count: 1, users: [{ id: "a" }], expired: [] });
   await clock.advance(30_000);
-  assert.deepEqual(await store.readPresence("c"), { count: 0, users: [], expired: [entry("a")] });
-  assert.deepEqual(await store.readPresence("c"), { count: 0, users: [], expired: [] });
+  assert.deepEqual(plain(await store.readPresence("c")), { count: 0, users: [], expired: [entry("a")] });
+  assert.deepEqual(plain(await store.readPresence("c")), { count: 0, users: [], expired: [] });
 });
 
 test("memory store: an expired entry being rewritten by this very write is kept, not reported", async () => {
@@ -74,19 +86,48 @@ test("script replies: parsed and checked; auth fields that are not a JSON object
   assert.deepEqual(parsePresenceUpdate([[1, "b", "[1]"]]), { expired: [], restored: [] });
   assert.throws(() => parsePresenceUpdate([[2, "b", "{}"]]), /presence write script/);
   assert.throws(() => parsePresenceUpdate(["OK"]), /presence write script/);
-  assert.deepEqual(parsePresenceRead([3, 2, '{"u":1}\n{"u":2,"v":{"w":[1]}}', "dead", '{"u":9}']), {
+  const alice = '{"name":"alice","user_id":1}';
+  assert.deepEqual(plain(parsePresenceRead(["dead", '{"u":9}'], [alice, alice, '{"u":2,"v":{"w":[1]}}'])), {
     count: 3,
-    users: [{ u: 1 }, { u: 2, v: { w: [1] } }],
+    users: [{ name: "alice", user_id: 1 }, { u: 2, v: { w: [1] } }],
     expired: [{ session: "dead", user: '{"u":9}' }],
   });
-  // Values not written by Shoal (not JSON, not an object, with a newline of their own): each line on its own.
-  assert.deepEqual(parsePresenceRead([4, 4, '{"u":1}\nnot json\n[1]\n{"u":\n2}', "dead", "[]"]), {
-    count: 4,
-    users: [{ u: 1 }],
+  // Values Shoal did not write count as sessions, but only objects are users.
+  assert.deepEqual(plain(parsePresenceRead(["dead", "[]"], ["not json", "[1]", "{}", 5, "[".repeat(200)])), {
+    count: 5,
+    users: [{}],
     expired: [],
   });
-  assert.deepEqual(parsePresenceRead([0, 0, ""]), { count: 0, users: [], expired: [] });
-  assert.throws(() => parsePresenceRead([1, 1]), /presence read script/);
-  assert.throws(() => parsePresenceRead([1, 1, "{}", "dead"]), /presence read script/);
-  assert.throws(() => parsePresenceRead(null), /presence read script/);
+  assert.deepEqual(plain(parsePresenceRead([], [])), { count: 0, users: [], expired: [] });
+  assert.throws(() => parsePresenceRead(["dead"], []), /presence purge script/);
+  assert.throws(() => parsePresenceRead([], "OK"), /HVALS/);
+  assert.throws(() => parsePresenceRead(null, []), /presence purge script/);
+});
+
+test("redis broker: presence goes to the first Redis, on the prefixed channel's keys; purge before the values", async () => {
+  const clock = new FakeClock();
+  const { links, createLinks } = fakeLinks(clock);
+  const config = { ...DEFAULTS.redis, kind: "redis" as const, url: "redis://main", channelPrefix: "p:", alt: { url: "redis://alt", channelPrefix: "q:" } };
+  const broker = new RedisBroker(config, { clock, createLinks });
+  await broker.start({ onMessage: () => {} });
+  const [main, alt] = links;
+  const scripts: string[] = [];
+  main.script = (script) => {
+    scripts.push(script === presenceUpdateScript ? "update" : script === presencePurgeScript ? "purge" : script === presenceValuesScript ? "values" : "other");
+    if (script === presenceUpdateScript) return [1, "gone", '{"u":0}', "s1"];
+    if (script === presencePurgeScript) return [];
+    return ['{"u":1}', '{"u":1}'];
+  };
+  main.commands.length = 0;
+  const update = await broker.updatePresence("chat.1", { add: [entry("s1")], remove: ["s2"], ttl: 30 });
+  assert.deepEqual(update, { expired: [{ session: "gone", user: '{"u":0}' }], restored: ["s1"] });
+  assert.deepEqual(main.commands, [
+    `evalsha ${presenceUpdateScript.sha1} shoal:presence:{p:chat.1} shoal:presence-expiry:{p:chat.1} , 30000 1 1 s1 {"id":"s1"} s2`,
+  ]);
+  // This fake link cannot send HVALS itself: the values come through a script (node-redis links send HVALS).
+  assert.deepEqual(plain(await broker.readPresence("chat.1")), { count: 2, users: [{ u: 1 }], expired: [] });
+  assert.deepEqual(scripts, ["update", "purge", "values"]);
+  assert.deepEqual(alt.commands.filter((c) => c.startsWith("evalsha")), [], "nothing on the alt Redis");
+  await broker.close();
+  await assert.rejects(broker.readPresence("chat.1"), /broker closed/);
 });

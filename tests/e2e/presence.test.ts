@@ -359,7 +359,7 @@ test("presence store (redis): the scripts expire, purge once, batch and count as
     assert.deepEqual(first.expired, []);
     assert.equal(first.restored.length, 2500, "every entry was new");
     const read = await broker.readPresence("c.1");
-    const us = (users: readonly Readonly<Record<string, unknown>>[]) => users.map((u) => u.u).sort();
+    const us = (users: readonly { fields: Readonly<Record<string, unknown>> }[]) => users.map((u) => u.fields.u).sort();
     assert.deepEqual([read.count, us(read.users)], [2500, [0, 1, 2]]);
     const again = await broker.updatePresence("c.1", { add: many.slice(0, 10), remove: ["s10", "s11"], ttl: 0.3 });
     assert.deepEqual(again, { expired: [], restored: [] });
@@ -368,7 +368,7 @@ test("presence store (redis): the scripts expire, purge once, batch and count as
     const keep = await broker.updatePresence("c.1", { add: [entry("s0", { u: 0 })], remove: [], ttl: 5 });
     assert.equal(keep.expired.length, 2497, "all but the one rewritten now");
     assert.deepEqual(keep.restored, []);
-    assert.deepEqual(await broker.readPresence("c.1"), { count: 1, users: [{ u: 0 }], expired: [] });
+    assert.deepEqual(await broker.readPresence("c.1"), { count: 1, users: [{ text: '{"u":0}', fields: { u: 0 } }], expired: [] });
     assert.ok(Number(await redis.command("PTTL", "shoal:presence:{c.1}")) > 1000);
     await broker.updatePresence("c.1", { add: [], remove: ["s0"], ttl: 5 });
     assert.equal(await redis.command("EXISTS", "shoal:presence:{c.1}", "shoal:presence-expiry:{c.1}"), 0);
