@@ -67,6 +67,8 @@ export class Session implements SubscriptionOwner {
   readonly #gone = new AbortController();
   /** When a JWT identity lapses (extension E2): the timer that clears it. */
   #authExpiry: unknown;
+  /** Counts identities stored by `auth`: an expiry applies only to the identity it was set for. */
+  #authGeneration = 0;
   #running = false;
   #current: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -172,43 +174,50 @@ export class Session implements SubscriptionOwner {
    */
   revoke(subscription: Subscription, error: unknown): void {
     if (this.#closing) return;
-    this.#enqueue({
-      kind: "internal",
-      run: async () => {
-        if (this.subscriptions.get(subscription.name) !== subscription || !subscription.active) return;
-        log.info("authorization expired", { session: this.id, subscription: subscription.name, error });
-        this.#handlers.remove(this.#router, this, subscription);
-        const data = await this.#handlers.unsubscribeCallbacks(this.#router, subscription);
-        this.send(revokedFrame(subscription.name, error, { extra: subscription.extra, data }));
-      },
-    });
+    this.#enqueue({ kind: "internal", run: () => this.#revokeNow(subscription, error) });
+  }
+
+  /** A revocation's work, run in turn with the client's events (decision 9: one already gone is left alone). */
+  async #revokeNow(subscription: Subscription, error: unknown): Promise<void> {
+    if (this.subscriptions.get(subscription.name) !== subscription || !subscription.active) return;
+    log.info("subscription revoked", { session: this.id, subscription: subscription.name, error });
+    this.#handlers.remove(this.#router, this, subscription);
+    const data = await this.#handlers.unsubscribeCallbacks(this.#router, subscription);
+    this.send(revokedFrame(subscription.name, error, { extra: subscription.extra, data }));
   }
 
   /**
    * The identity just stored lapses at `at` (epoch ms; a JWT's `exp`), or never (undefined): a newer identity
-   * replaces the timer. When it fires, the auth fields are cleared and every subscription of a service that
-   * requires authentication is revoked with "Token expired." (decision 3), in turn with the client's events.
+   * replaces the timer. When it fires, every subscription of a service that requires authentication is revoked
+   * with "Token expired." (decision 3) and the auth fields are cleared, in one task in turn with the client's
+   * events, unless an identity accepted meanwhile (an `auth` queued before it) replaced this one.
    */
   expireAuthAt(at: number | undefined): void {
+    const generation = ++this.#authGeneration;
     if (this.#authExpiry !== undefined) this.#router.clock.clearTimeout(this.#authExpiry);
     this.#authExpiry = undefined;
     if (at === undefined || this.#closing) return;
+    this.#armExpiry(at, generation);
+  }
+
+  #armExpiry(at: number, generation: number): void {
     const wait = at - this.#router.clock.now();
     // Timers hold at most 2^31 - 1 ms (about 24.8 days); a later expiry waits in steps.
     this.#authExpiry = this.#router.clock.setTimeout(() => {
       this.#authExpiry = undefined;
-      if (at > this.#router.clock.now()) return this.expireAuthAt(at);
-      this.#enqueue({ kind: "internal", run: () => Promise.resolve(this.#authExpired()) });
+      if (at > this.#router.clock.now()) return this.#armExpiry(at, generation);
+      this.#enqueue({ kind: "internal", run: () => this.#authExpired(generation) });
     }, Math.min(Math.max(0, wait), MAX_TIMER_MS));
   }
 
-  #authExpired(): void {
+  async #authExpired(generation: number): Promise<void> {
+    if (generation !== this.#authGeneration) return; // a newer identity was accepted first: nothing lapsed
     log.info("token expired", { session: this.id });
     for (const subscription of [...this.subscriptions.values()]) {
-      if (subscription.service.requireAuthentication) this.revoke(subscription, JwtErrors.tokenExpired);
+      if (subscription.service.requireAuthentication) await this.#revokeNow(subscription, JwtErrors.tokenExpired);
     }
     // After the revocations, whose unsubscribe callbacks still name the user who was subscribed.
-    this.#enqueue({ kind: "internal", run: () => Promise.resolve(void (this.authInfo = NO_FIELDS)) });
+    this.authInfo = NO_FIELDS;
   }
 
   /** Close the connection from the server side and tear the session down. */

@@ -48,6 +48,40 @@ const JWKS_CACHE_MS = 10 * 60_000;
 const JWKS_COOLDOWN_MS = 30_000;
 const JWKS_TIMEOUT_MS = 5_000;
 
+/** Largest JWKS answer read: a key set is a few KiB; a server sending more is misbehaving. */
+export const MAX_JWKS_BYTES = 1024 * 1024;
+
+/** A fetch whose answer body is read up to `max` bytes (more is an error), then handed over whole. */
+function cappedFetch(inner: typeof fetch, max: number): typeof fetch {
+  return (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const response = await inner(input, init);
+    if (Number(response.headers.get("content-length")) > max) {
+      await response.body?.cancel();
+      throw new Error(`JWKS answer larger than ${max} bytes`);
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const reader = response.body?.getReader();
+    for (;;) {
+      const chunk = reader ? await reader.read() : { done: true as const, value: undefined };
+      if (chunk.done) break;
+      size += chunk.value.byteLength;
+      if (size > max) {
+        await reader!.cancel();
+        throw new Error(`JWKS answer larger than ${max} bytes`);
+      }
+      chunks.push(chunk.value);
+    }
+    const body = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, at);
+      at += chunk.byteLength;
+    }
+    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  }) as typeof fetch;
+}
+
 /** Largest token accepted, in characters: a JWT is a header line, not a document. */
 export const MAX_TOKEN_LENGTH = 16 * 1024;
 
@@ -96,7 +130,7 @@ export class JwtVerifier {
       cacheMaxAge: JWKS_CACHE_MS,
       cooldownDuration: options.jwksCooldownMs ?? JWKS_COOLDOWN_MS,
       timeoutDuration: JWKS_TIMEOUT_MS,
-      ...(options.fetch ? { [customFetch]: options.fetch } : {}),
+      [customFetch]: cappedFetch(options.fetch ?? fetch, MAX_JWKS_BYTES),
     });
     // A key set that cannot be fetched is an unavailable dependency, not a bad token: tell the two apart.
     const getKey: JWTVerifyGetKey = async (header, token) => {

@@ -5,11 +5,13 @@ import { test } from "node:test";
 import { SignJWT } from "jose";
 import { parseConfig } from "../../src/config.ts";
 import { JwtVerifier } from "../../src/services/jwt_verifier.ts";
+import { gate } from "../support/fake_clock.ts";
 import { Harness } from "../support/harness.ts";
 
 const SECRET = "a-test-secret-of-at-least-thirty-two-bytes!";
 const TICKET = "http://auth.test/ticket";
 const BEFORE_UNSUB = "http://svc.test/before_unsubscribe";
+const AUTHZ = "http://svc.test/authorize";
 const ON_UNSUB = "http://svc.test/on_unsubscribe";
 const config = {
   authentication: {
@@ -19,6 +21,7 @@ const config = {
   services: {
     private: { beforeUnsubscribe: BEFORE_UNSUB, onUnsubscribe: ON_UNSUB },
     public: { requireAuthentication: false },
+    slow: { authorizer: AUTHZ },
   },
 } as const;
 
@@ -98,4 +101,25 @@ test("jwt auth: a newer token (or a ticket) before the expiry moves it; teardown
   assert.equal(h.clock.pending, 1);
   await c.session.disconnected();
   assert.equal(h.clock.pending, 0);
+});
+
+test("jwt auth: a fresh token queued before a due expiry wins: nothing is revoked, the identity stays", async () => {
+  const { h, sign } = await world();
+  const held = gate();
+  h.services.on(AUTHZ, { after: held, reply: { status: "ok" } });
+  const c = h.connect();
+  await c.call({ event: "auth", method: "jwt", token: await sign({ user_id: 1 }, 60) });
+  await c.call({ event: "subscribe", subscription: "private.a" });
+  c.session.receive(JSON.stringify({ event: "subscribe", subscription: "slow.b" })); // held at its authorizer
+  await h.settled();
+  c.session.receive(JSON.stringify({ event: "auth", method: "jwt", token: await sign({ user_id: 1 }, 3600) }));
+  await h.clock.advance(70_000); // the first token lapses while the auth and the expiry both wait
+  held.open();
+  await h.settled();
+  const frames = c.take();
+  assert.deepEqual(frames.map((f) => f.event), ["subscribe", "auth"]);
+  assert.deepEqual(c.session.authInfo, { user_id: 1 });
+  assert.deepEqual([...c.session.subscriptions.keys()].sort(), ["private.a", "slow.b"]);
+  const [ok] = await c.call({ event: "subscribe", subscription: "private.c" });
+  assert.equal(ok.status, "ok");
 });

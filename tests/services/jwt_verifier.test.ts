@@ -128,6 +128,13 @@ test("jwt: a JWKS URL: keys by kid, cached; an unknown kid fetches the set again
     }
     assert.ok(jwks.requests <= 3, `at most one more fetch for unknown kids, got ${jwks.requests - 2}`);
 
+    // A key set larger than 1 MiB is not read to the end: the JWKS counts as unavailable.
+    const huge = await JwtVerifier.create(config({ algorithms: ["RS256"], jwksUrl: jwks.url }), { jwksCooldownMs: cooldown });
+    const saved = jwks.keys;
+    jwks.keys = [...saved, ...Array.from({ length: 4000 }, (_, i) => ({ kty: "oct", kid: `filler-${i}`, k: "x".repeat(300) }))];
+    assert.deepEqual(await huge.verify(await token(first.privateKey, "k1")), { ok: false, reason: "jwks_unavailable" });
+    jwks.keys = saved;
+
     const fresh = await JwtVerifier.create(config({ algorithms: ["RS256"], jwksUrl: jwks.url }), { jwksCooldownMs: cooldown });
     jwks.down = true;
     assert.deepEqual(await fresh.verify(await token(first.privateKey, "k1")), { ok: false, reason: "jwks_unavailable" });
