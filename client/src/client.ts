@@ -375,6 +375,11 @@ export class ShoalClient {
   /** The socket opened: authenticate, re-subscribe, flush what waited, in that order (Shoal keeps it). */
   async #opened(socket: WebSocketLike): Promise<void> {
     this.#connectTimer.clear();
+    // With auth, the connection is not up until auth is answered: the same time limit covers the provider and the
+    // reply, so a server (or provider) that never answers cannot keep the client "connecting" for ever.
+    if (this.#auth) {
+      this.#connectTimer.set(this.#settings.connectTimeoutMs, () => this.#lost({ code: 1006, reason: "auth timeout" }));
+    }
     this.#open = true;
     this.#keepAlive?.start();
     for (const waiter of this.#pings.values()) if (waiter.sentAt === undefined) this.#sendPing(waiter);
@@ -386,6 +391,7 @@ export class ShoalClient {
         credentials = await this.#auth(attempt.signal);
       } catch (error) {
         if (socket !== this.#socket) return;
+        this.#connectTimer.clear();
         this.#report({ kind: "auth", message: "the auth provider failed", error });
         return this.#lost({ code: 1006, reason: "auth provider failed" });
       }
@@ -415,6 +421,7 @@ export class ShoalClient {
   }
 
   #connected(): void {
+    this.#connectTimer.clear();
     if (this.#state !== "connecting") return;
     this.#stableTimer.set(this.#settings.stableMs, () => (this.#failures = 0));
     this.#setState("connected");

@@ -152,7 +152,7 @@ export interface ShoalClientOptions {
   readonly reconnect?: ReconnectOptions;
   /** Dead-connection detection (on by default); `false` turns it off. */
   readonly keepAlive?: KeepAliveOptions | false;
-  /** Seconds a WebSocket may take to open before the attempt is abandoned and retried (default 10). */
+  /** Seconds a WebSocket may take to open (and, with `auth`, to get its auth answered) before the attempt is abandoned and retried (default 10). */
   readonly connectTimeout?: number;
   /** Closes the client when aborted. */
   readonly signal?: AbortSignal;

@@ -267,6 +267,37 @@ test("client: a socket that does not open within connectTimeout is abandoned and
   client.close();
 });
 
+test("client auth: a server that never answers auth does not keep the client connecting: connectTimeout, then retry", async () => {
+  const { clock, net, client, states } = setup({
+    auth: () => ({ ticket: "t" }),
+    connectTimeout: 5,
+    reconnect: { minDelay: 1, maxDelay: 1 },
+  });
+  net.last.open();
+  await tick();
+  assert.deepEqual(net.last.take(), [{ event: "auth", ticket: "t" }]);
+  await clock.advance(4_999);
+  assert.equal(client.state, "connecting");
+  await clock.advance(1);
+  assert.ok(net.sockets[0].closedByClient);
+  assert.deepEqual(states.at(-1), ["disconnected", {
+    code: 1006,
+    reason: "auth timeout",
+    description: "connection lost without a close frame",
+    retryIn: 1000,
+  }]);
+  await clock.advance(1000);
+  assert.equal(net.sockets.length, 2);
+  net.last.open();
+  await tick();
+  net.last.take();
+  net.last.receive({ event: "auth", status: "ok" });
+  assert.equal(client.state, "connected");
+  await clock.advance(60_000);
+  assert.equal(client.state, "connected", "the answered auth stopped the timer");
+  client.close();
+});
+
 test("client keep-alive: pings after `interval` of silence, reconnects when nothing comes within `timeout`", async () => {
   const { clock, net, client, states } = setup({ keepAlive: { interval: 20, timeout: 5 }, reconnect: { minDelay: 1, maxDelay: 1 } });
   const socket = net.last;
