@@ -4,30 +4,9 @@ import type { RedisBrokerConfig, RedisClusterBrokerConfig } from "../config.ts";
 import { backoffDelay, type Clock, raceTimeout, systemClock } from "../core/clock.ts";
 import { errorText, scrubUrl } from "../log.ts";
 import type { Appended, Broker, BrokerHandlers, BrokerStatus, HistoryOptions, HistoryState } from "./broker.ts";
-import {
-  historyKeys,
-  historyPublishScript,
-  historyReadScript,
-  type LuaScript,
-  parseAppended,
-  parseHistoryState,
-  publishArgs,
-  type PublishCommand,
-  readArgs,
-  runScript,
-  scriptKeys,
-  sharesChannelSlot,
-} from "./history_script.ts";
-import {
-  parsePresenceRead,
-  parsePresenceUpdate,
-  presenceKeys,
-  presencePurgeScript,
-  presenceUpdateArgs,
-  presenceUpdateScript,
-  presenceValuesScript,
-} from "./presence_script.ts";
+import { type LuaScript, runScript } from "./history_script.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
+import { ScriptStore } from "./script_store.ts";
 import type { PresenceChange, PresenceExpiry, PresenceSnapshot } from "../core/presence_tracker.ts";
 
 const log = getLogger(["shoal", "broker"]);
@@ -330,7 +309,7 @@ export class RedisBroker implements Broker {
   readonly #settings: Settings;
   readonly #clock: Clock;
   /** SPUBLISH on a sharded cluster: a history's keys must then share its channel's slot. */
-  readonly #publishCommand: PublishCommand;
+  readonly #store: ScriptStore;
   readonly #state = { connected: false, startedAt: 0 };
   /** Subscription names wanted by the hub. */
   readonly #channels = new Set<string>();
@@ -345,12 +324,13 @@ export class RedisBroker implements Broker {
   constructor(config: RedisBrokerConfig | RedisClusterBrokerConfig, options: RedisBrokerOptions = {}) {
     this.#settings = config;
     this.#clock = options.clock ?? systemClock;
-    this.#publishCommand = config.kind === "redis-cluster" && config.sharded ? "SPUBLISH" : "PUBLISH";
     const reconnectStrategy = (retries: number, cause: Error) => this.#reconnectDelay(retries, cause);
     this.#links = (options.createLinks ?? createLinks)(config, (index) => ({
       events: { ready: () => void this.#linkReady(index), lost: (reason) => this.#linkLost(index, reason) },
       reconnectStrategy,
     }));
+    const publishCommand = config.kind === "redis-cluster" && config.sharded ? "SPUBLISH" : "PUBLISH";
+    this.#store = new ScriptStore(this.#links[0], publishCommand);
     this.#live = this.#links.map(() => new Set());
     this.#listeners = this.#links.map((link) => (payload: string, channel: string) => {
       const name = channel.slice(link.prefix.length);
@@ -414,8 +394,8 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * Append and publish in one Lua script on the first Redis, as `publish` (docs: scripts/shoal_history_publish.lua).
-   * The history lives in Redis: every Shoal node sharing it sees one history per subscription.
+   * Histories and presence live on the first Redis, where `publish` goes (the scripts of `ScriptStore`): every
+   * node sharing it sees one history and one presence per subscription.
    */
   async append(
     channel: string,
@@ -423,46 +403,22 @@ export class RedisBroker implements Broker {
     history: HistoryOptions & { readonly idempotencyKey?: string },
   ): Promise<Appended> {
     if (this.#closed) throw new Error("broker closed");
-    const link = this.#links[0];
-    const name = link.prefix + channel;
-    const args = publishArgs(name, payload, history, this.#publishCommand);
-    return parseAppended(await link.evalScript(historyPublishScript, this.#historyKeys(name), args));
+    return await this.#store.append(this.#links[0].prefix + channel, payload, history);
   }
 
-  /** Read from the first Redis, where appends go. */
   async history(channel: string, history: HistoryOptions, since?: number): Promise<HistoryState> {
     if (this.#closed) throw new Error("broker closed");
-    const link = this.#links[0];
-    const keys = this.#historyKeys(link.prefix + channel);
-    return parseHistoryState(await link.evalScript(historyReadScript, keys, readArgs(history, since)));
+    return await this.#store.history(this.#links[0].prefix + channel, history, since);
   }
 
-  /**
-   * Presence entries on the first Redis, as histories (extension E3): a hash and a sorted set per subscription,
-   * written by Lua scripts (src/broker/presence_script.ts); every node sharing the Redis sees them.
-   */
   async updatePresence(channel: string, change: PresenceChange): Promise<PresenceExpiry & { readonly restored: readonly string[] }> {
     if (this.#closed) throw new Error("broker closed");
-    const link = this.#links[0];
-    const keys = presenceKeys(link.prefix + channel);
-    const replies: unknown[] = [];
-    for (const args of presenceUpdateArgs(change)) {
-      replies.push(await link.evalScript(presenceUpdateScript, [keys.entries, keys.expiries], args));
-    }
-    return parsePresenceUpdate(replies);
+    return await this.#store.updatePresence(this.#links[0].prefix + channel, change);
   }
 
   async readPresence(channel: string): Promise<PresenceSnapshot & PresenceExpiry> {
     if (this.#closed) throw new Error("broker closed");
-    const link = this.#links[0];
-    const keys = presenceKeys(link.prefix + channel);
-    // The purge first: what HVALS then returns is every live entry (one round trip more than a script doing both,
-    // and a third of the Redis time for a large room: values through Lua cost more than the plain command).
-    const purged = await link.evalScript(presencePurgeScript, [keys.entries, keys.expiries], []);
-    const values = link.hashValues
-      ? await link.hashValues(keys.entries)
-      : await link.evalScript(presenceValuesScript, [keys.entries], []);
-    return parsePresenceRead(purged, values);
+    return await this.#store.readPresence(this.#links[0].prefix + channel);
   }
 
   async close(): Promise<void> {
@@ -471,14 +427,6 @@ export class RedisBroker implements Broker {
     this.#channels.clear();
     this.#queue?.clear();
     await Promise.allSettled(this.#links.map((link) => link.close()));
-  }
-
-  #historyKeys(name: string): string[] {
-    // Refused before the script would: a subscribe fails at once rather than every later append.
-    if (this.#publishCommand === "SPUBLISH" && !sharesChannelSlot(name)) {
-      throw new Error(`no history for channel ${JSON.stringify(name)} with SPUBLISH: a "}" needs a hash tag`);
-    }
-    return scriptKeys(historyKeys(name));
   }
 
   /**

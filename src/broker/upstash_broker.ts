@@ -5,27 +5,9 @@ import { FETCH_BUDGET, FetchSlots } from "../services/fetch_slots.ts";
 import { backoffDelay, withTimeout } from "../core/clock.ts";
 import { errorText, scrubUrl } from "../log.ts";
 import type { Appended, Broker, BrokerHandlers, HistoryOptions, HistoryState } from "./broker.ts";
-import {
-  historyKeys,
-  historyPublishScript,
-  historyReadScript,
-  type LuaScript,
-  parseAppended,
-  parseHistoryState,
-  publishArgs,
-  readArgs,
-  runScript,
-  scriptKeys,
-} from "./history_script.ts";
-import {
-  parsePresenceRead,
-  parsePresenceUpdate,
-  presenceKeys,
-  presencePurgeScript,
-  presenceUpdateArgs,
-  presenceUpdateScript,
-} from "./presence_script.ts";
+import { runScript } from "./history_script.ts";
 import { ReceiveQueue } from "./receive_queue.ts";
+import { ScriptStore } from "./script_store.ts";
 import type { PresenceChange, PresenceExpiry, PresenceSnapshot } from "../core/presence_tracker.ts";
 
 const log = getLogger(["shoal", "broker"]);
@@ -81,6 +63,7 @@ const STREAM_FETCH: Pick<RequestInit, "method" | "body"> & { readonly timeout: f
 export class UpstashBroker implements Broker {
   readonly #config: UpstashBrokerConfig;
   readonly #redis: Redis;
+  readonly #store: ScriptStore;
   readonly #label: string;
   /** Channels with a stream of their own. */
   readonly #streams = new Map<string, Stream>();
@@ -105,6 +88,17 @@ export class UpstashBroker implements Broker {
       automaticDeserialization: false,
       enableTelemetry: false,
     });
+    const redis = this.#redis;
+    const commands = this.#commands;
+    this.#store = new ScriptStore({
+      evalScript: (script, keys, args) =>
+        runScript(
+          script,
+          (sha1) => commands.run(() => redis.evalsha(sha1, keys, args)),
+          (source) => commands.run(() => redis.eval(source, keys, args)),
+        ),
+      hashValues: (key) => commands.run(() => redis.hvals(key)) as Promise<string[]>,
+    }, "PUBLISH");
   }
 
   get ready(): boolean {
@@ -162,41 +156,32 @@ export class UpstashBroker implements Broker {
     await this.#commands.run(() => this.#redis.publish(this.#config.channelPrefix + channel, payload));
   }
 
-  /** The redis broker's Lua script over the REST API; the envelope reaches subscribers through their streams. */
+  /**
+   * The redis broker's history and presence scripts (`ScriptStore`) over the REST API; an append's envelope reaches
+   * subscribers through their streams.
+   */
   async append(
     channel: string,
     payload: string,
     history: HistoryOptions & { readonly idempotencyKey?: string },
   ): Promise<Appended> {
     if (this.#closed) throw new Error("broker closed");
-    const name = this.#config.channelPrefix + channel;
-    return parseAppended(
-      await this.#script(historyPublishScript, name, publishArgs(name, payload, history, "PUBLISH")),
-    );
+    return await this.#store.append(this.#config.channelPrefix + channel, payload, history);
   }
 
   async history(channel: string, history: HistoryOptions, since?: number): Promise<HistoryState> {
     if (this.#closed) throw new Error("broker closed");
-    const name = this.#config.channelPrefix + channel;
-    return parseHistoryState(await this.#script(historyReadScript, name, readArgs(history, since)));
+    return await this.#store.history(this.#config.channelPrefix + channel, history, since);
   }
 
-  /** The redis broker's presence scripts over the REST API (extension E3). */
   async updatePresence(channel: string, change: PresenceChange): Promise<PresenceExpiry & { readonly restored: readonly string[] }> {
     if (this.#closed) throw new Error("broker closed");
-    const keys = presenceKeys(this.#config.channelPrefix + channel);
-    const replies: unknown[] = [];
-    for (const args of presenceUpdateArgs(change)) {
-      replies.push(await this.#eval(presenceUpdateScript, [keys.entries, keys.expiries], args));
-    }
-    return parsePresenceUpdate(replies);
+    return await this.#store.updatePresence(this.#config.channelPrefix + channel, change);
   }
 
   async readPresence(channel: string): Promise<PresenceSnapshot & PresenceExpiry> {
     if (this.#closed) throw new Error("broker closed");
-    const keys = presenceKeys(this.#config.channelPrefix + channel);
-    const purged = await this.#eval(presencePurgeScript, [keys.entries, keys.expiries], []);
-    return parsePresenceRead(purged, await this.#commands.run(() => this.#redis.hvals(keys.entries)));
+    return await this.#store.readPresence(this.#config.channelPrefix + channel);
   }
 
   close(): Promise<void> {
@@ -206,20 +191,6 @@ export class UpstashBroker implements Broker {
     if (this.#shared) this.#stop(this.#shared);
     this.#queue?.clear();
     return Promise.resolve();
-  }
-
-  /** A history script on a channel's history keys. */
-  #script(script: LuaScript, channel: string, args: string[]): Promise<unknown> {
-    return this.#eval(script, scriptKeys(historyKeys(channel)), args);
-  }
-
-  /** EVALSHA (EVAL when Upstash lacks the script), each call taking a command slot. */
-  #eval(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
-    return runScript(
-      script,
-      (sha1) => this.#commands.run(() => this.#redis.evalsha(sha1, keys, args)),
-      (source) => this.#commands.run(() => this.#redis.eval(source, keys, args)),
-    );
   }
 
   #open(kind: Stream["kind"], channel: string): Stream {
