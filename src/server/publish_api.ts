@@ -50,7 +50,8 @@ export function publishHandlers(router: Router): { readonly limit: MiddlewareHan
     }),
     handler: async (c) => {
       // A body that cannot be read (malformed chunks, a client gone mid-body) is answered 400 by `app.onError`.
-      const json = parseJson(await c.req.text());
+      const text = await c.req.text();
+      const json = parseJson(text);
       if (!json.ok) {
         const error = json.reason === "too deep"
           ? `Body must not be ${TOO_DEEP}.`
@@ -59,10 +60,15 @@ export function publishHandlers(router: Router): { readonly limit: MiddlewareHan
       }
       const body = json.value;
       const messages = Array.isArray(body) ? body : [body];
+      // Live, a history message travels inside an envelope one level deeper; in an array body the array's own level
+      // already leaves room for it, so only a single message can be one level too deep (read off the text once).
+      const tooDeepForHistory = !Array.isArray(body) && jsonDepthExceeds(text, MAX_JSON_DEPTH - 1);
       const problems: string[] = [];
       messages.forEach((message, i) => {
         const parsed = parsePublishedMessage(message);
-        const problem = parsed.ok ? messageProblem(router.config, message as Record<string, unknown>, Array.isArray(body)) : parsed.reason;
+        const problem = parsed.ok
+          ? messageProblem(router.config, message as Record<string, unknown>, tooDeepForHistory)
+          : parsed.reason;
         if (problem) problems.push(Array.isArray(body) ? `[${i}]: ${problem}` : problem);
       });
       if (problems.length > 0) return c.json({ status: "error", error: "Invalid message.", problems }, 400);
@@ -102,9 +108,8 @@ export function publishHandlers(router: Router): { readonly limit: MiddlewareHan
 /** The history settings of the service a subscription name belongs to (split at the first dot), if it has any. */
 function historyOf(config: Config, subscription: string): HistoryOptions | undefined {
   const dot = subscription.indexOf(".");
-  if (dot <= 0) return undefined;
-  const service = config.services[subscription.slice(0, dot)];
-  return Object.hasOwn(config.services, subscription.slice(0, dot)) ? service.history : undefined;
+  const name = subscription.slice(0, dot);
+  return dot > 0 && Object.hasOwn(config.services, name) ? config.services[name].history : undefined;
 }
 
 /** Longest `idempotency_key`, in UTF-16 code units. */
@@ -115,13 +120,12 @@ const MAX_IDEMPOTENCY_KEY = 256;
  * share a channel with U+FFFD), a history message nested so deep that its envelope could not be delivered, or a
  * bad `idempotency_key`.
  */
-function messageProblem(config: Config, message: Record<string, unknown>, inArray: boolean): string | undefined {
+function messageProblem(config: Config, message: Record<string, unknown>, tooDeepForHistory: boolean): string | undefined {
   const subscription = message.subscription as string;
   if (!subscription.isWellFormed()) return "subscription must be well-formed text (no lone surrogates)";
   if (subscription === CONTROL_CHANNEL) return "subscription must not be Shoal's control channel";
   if (!historyOf(config, subscription)) return undefined;
-  // Live, a history message travels inside an envelope one level deeper (an array body already added one).
-  if (!inArray && jsonDepthExceeds(JSON.stringify(message), MAX_JSON_DEPTH - 1)) {
+  if (tooDeepForHistory) {
     return `a history message must not be nested deeper than ${MAX_JSON_DEPTH - 1} levels`;
   }
   if (!Object.hasOwn(message, "idempotency_key")) return undefined;
