@@ -13,9 +13,8 @@ import { type Config, ConfigError, parsePort } from "./src/config.ts";
 import { Control } from "./src/core/control.ts";
 import { Router } from "./src/core/router.ts";
 import { JwtVerifier } from "./src/services/jwt_verifier.ts";
-import { setupLogging } from "./src/log.ts";
 import type { Listener, Runtime } from "./src/runtime/runtime.ts";
-import { scrubUrl } from "./src/log.ts";
+import { errorText, scrubUrl, setupLogging } from "./src/log.ts";
 import { ENV_VARIABLES } from "./src/config_env.ts";
 import { createMetrics } from "./src/metrics/metrics.ts";
 import { createApp, createMetricsApp } from "./src/server/app.ts";
@@ -134,18 +133,9 @@ async function loadSettings(args: ReturnType<typeof parseCli>): Promise<{ config
     checkExposure(config);
     return { config, path, fromEnv: [...fromEnv] };
   } catch (error) {
-    const message = error instanceof ConfigError ? error.message : `cannot load config ${path}: ${safeText(error)}`;
+    const message = error instanceof ConfigError ? error.message : `cannot load config ${path}: ${errorText(error)}`;
     process.stderr.write(`shoal: ${message}\n`);
     process.exit(1);
-  }
-}
-
-/** Any thrown value as text, even a Symbol or an object without a prototype (a config module may throw anything). */
-function safeText(value: unknown): string {
-  try {
-    return value instanceof Error ? value.message : typeof value === "symbol" ? value.toString() : String(value);
-  } catch {
-    return Object.prototype.toString.call(value);
   }
 }
 

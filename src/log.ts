@@ -23,10 +23,17 @@ export function scrubUrl(raw: string): string {
   return match[1] + "*****:*****@" + raw.slice(match[0].length);
 }
 
-/** An error's message for a log line; an AggregateError (several failed connection attempts) lists them all. */
+/**
+ * An error's message for a log line; an AggregateError (several failed connection attempts) lists them all. Never
+ * throws, whatever was thrown: a Symbol, or an object without a prototype (a config module may throw anything).
+ */
 export function errorText(error: unknown): string {
   if (error instanceof AggregateError) return error.errors.map(errorText).join("; ");
-  return error instanceof Error ? error.message : String(error);
+  try {
+    return error instanceof Error ? error.message : typeof error === "symbol" ? error.toString() : String(error);
+  } catch {
+    return Object.prototype.toString.call(error);
+  }
 }
 
 /** What a log line shows in place of a credential (a ticket, a token, an auth answer). */

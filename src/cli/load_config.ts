@@ -8,6 +8,7 @@ import process from "node:process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { applyEnv } from "../config_env.ts";
 import { type Config, ConfigError, parseConfig } from "../config.ts";
+import { errorText } from "../log.ts";
 import { JwtVerifier } from "../services/jwt_verifier.ts";
 
 export interface LoadedConfig {
@@ -77,12 +78,7 @@ function importProblem(path: string, error: unknown): string {
     const more = build.others > 0 ? ` (and ${build.others} more)` : "";
     return `${shown(file)}:${line}:${column}: syntax error: ${build.message}${more}${lineText ? `\n      ${lineText.trim()}` : ""}`;
   }
-  let text: string;
-  try {
-    text = error instanceof Error ? error.message : typeof error === "symbol" ? error.toString() : String(error);
-  } catch {
-    text = Object.prototype.toString.call(error); // a thrown object without a prototype
-  }
+  const text = errorText(error);
   const located = /^(?:SyntaxError: )?(.*?)\n[\s\S]*?\bat (file:\/\/\/.+?):(\d+):(\d+)\s*$/.exec(text);
   if (located) {
     const [, message, url, line, column] = located;

@@ -58,3 +58,12 @@ test("scrubUrl: a password containing a raw @ is scrubbed whole", () => {
   assert.equal(scrubUrl("http://user:p@ss@host/path"), "http://*****:*****@host/path");
   assert.equal(scrubUrl("https://svc:s3cr@t@api.example.com:8443/cb?x=1"), "https://*****:*****@api.example.com:8443/cb?x=1");
 });
+
+test("errorText: a message for anything thrown, never a throw itself", async () => {
+  const { errorText } = await import("../../src/log.ts");
+  assert.equal(errorText(new Error("boom")), "boom");
+  assert.equal(errorText(new AggregateError([new Error("a"), "b"])), "a; b");
+  assert.equal(errorText(Symbol("nope")), "Symbol(nope)");
+  assert.equal(errorText(Object.create(null)), "[object Object]");
+  assert.equal(errorText(undefined), "undefined");
+});
